@@ -1,0 +1,62 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MANAGE := $(PY) manage.py
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Every worker shares the machine's cores with the test database.
+PYTEST_WORKERS ?= 2
+
+.PHONY: install run test lint format bench messages clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+
+# Installs runtime and dev dependencies, then compiles the translations.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+	@if command -v msgfmt >/dev/null; then \
+		$(MANAGE) compilemessages --ignore '.venv' -v 0; \
+	else \
+		echo "msgfmt (GNU gettext) not found: using the committed .mo files"; \
+	fi
+
+# Migrates (roles come with the migrations), loads the demo data, then serves
+# the site on http://$(HOST):$(PORT) and runs the django-q2 worker beside it.
+run: install
+	@mkdir -p var/mail
+	$(MANAGE) migrate --no-input
+	@for f in fixtures/*.json; do [ -e "$$f" ] && $(MANAGE) loaddata "$$f"; done; true
+	@if [ -n "$$SUPERUSER_EMAIL" ] || grep -qs '^SUPERUSER_EMAIL=.' .env; then \
+		$(MANAGE) create_custom_super_user --no-input; fi
+	@echo "Site: http://$(HOST):$(PORT)/  Mail is written to var/mail/ unless EMAIL_URL is set."
+	@trap 'kill 0' EXIT INT TERM; \
+		$(MANAGE) qcluster & \
+		$(MANAGE) runserver $(HOST):$(PORT)
+
+test: install lint
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install
+	@if [ -d bench ]; then $(PY) -m bench; else echo "No benchmarks yet."; fi
+
+# Refreshes the Russian catalogue after strings change (needs GNU gettext).
+messages: install
+	$(MANAGE) makemessages -l ru --ignore '.venv/*' --ignore 'var/*' --no-obsolete
+	$(MANAGE) compilemessages --ignore '.venv'
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

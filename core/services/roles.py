@@ -1,0 +1,46 @@
+"""The two roles, `clients` and `managers`, as groups with permissions.
+
+Data migrations call `roles_ensure` whenever models add permissions; it only
+adds what is missing, so running it again changes nothing.
+"""
+
+from django.apps import apps as global_apps
+from django.contrib.auth.management import create_permissions
+
+CLIENTS = "clients"
+MANAGERS = "managers"
+
+# Permissions a group holds on every row. Clients' rights on the rows they own
+# are object permissions granted per row; managers see everything read-only.
+ROLE_PERMISSIONS = {
+    CLIENTS: [],
+    MANAGERS: [
+        "core.view_user",
+        "core.set_user_active_status",
+    ],
+}
+
+
+def roles_ensure(*, apps=global_apps) -> None:
+    """Create both groups and grant each the permissions that exist so far."""
+    # On a fresh database permissions are only created after all migrations
+    # (post_migrate); create them now so this migration can use them.
+    for app_config in apps.get_app_configs():
+        stub = getattr(app_config, "models_module", None) is None  # migration state
+        if stub:
+            app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        if stub:
+            app_config.models_module = None
+
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for name, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        for dotted in perms:
+            app_label, codename = dotted.split(".")
+            permission = Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
+            if permission is not None:
+                group.permissions.add(permission)
