@@ -1,0 +1,1 @@
+from . import users  # noqa: F401  registers the user admin

@@ -1,0 +1,174 @@
+"""Accounts: signup, e-mail verification and the mail that goes with them."""
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.encoding import force_bytes, force_str
+from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
+
+from .roles import CLIENTS
+
+logger = logging.getLogger(__name__)
+
+
+class EmailVerificationTokenGenerator(PasswordResetTokenGenerator):
+    """Single-use: the token hashes the confirmation time, which it changes.
+
+    It expires after PASSWORD_RESET_TIMEOUT, like a password-reset link.
+    """
+
+    key_salt = "core.services.accounts.EmailVerificationTokenGenerator"
+
+    def _make_hash_value(self, user, timestamp):
+        return f"{user.pk}{user.email}{user.email_verified_at}{timestamp}"
+
+
+verification_token = EmailVerificationTokenGenerator()
+
+
+def axes_username(request, credentials):
+    """django-axes counts failures per address whatever its letter case."""
+    User = get_user_model()
+    raw = (credentials or {}).get("username") or (credentials or {}).get("email")
+    return User.objects.normalize_email(raw)
+
+
+def site_url(path: str) -> str:
+    """An absolute link for an e-mail, built from SITE_URL, never the Host."""
+    return f"{settings.SITE_URL}{path}"
+
+
+def mail_send_templated(*, to: str, template: str, context: dict) -> bool:
+    """Send `emails/<template>` (subject, text and HTML parts) to one address.
+
+    Returns False, and logs, when the mail server refuses: the caller tells the
+    user to try again instead of failing the request.
+    """
+    context = {
+        "site_name": settings.SITE_NAME,
+        "site_url": settings.SITE_URL,
+        **context,
+    }
+    subject = render_to_string(f"emails/{template}_subject.txt", context)
+    subject = " ".join(subject.split())
+    text = render_to_string(f"emails/{template}.txt", context)
+    html = render_to_string(f"emails/{template}.html", context)
+    message = EmailMultiAlternatives(subject, text, to=[to])
+    message.attach_alternative(html, "text/html")
+    try:
+        message.send()
+    except Exception:  # any transport failure: SMTP refusal, timeout, DNS
+        logger.exception("Could not send %s mail", template)
+        return False
+    return True
+
+
+def user_verification_link(*, user) -> str:
+    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+    token = verification_token.make_token(user)
+    return site_url(reverse("verify", kwargs={"uidb64": uidb64, "token": token}))
+
+
+def user_send_verification(*, user) -> bool:
+    return mail_send_templated(
+        to=user.email,
+        template="verify_email",
+        context={"user": user, "link": user_verification_link(user=user)},
+    )
+
+
+def user_signup(*, email: str, full_name: str, password: str) -> bool:
+    """Register a new user and mail them a verification link.
+
+    An address that already has an account gets a notice instead of a second
+    account; the caller shows the same page either way, so the form never
+    tells a stranger who is registered. Returns whether the mail went out.
+    """
+    User = get_user_model()
+    email = User.objects.normalize_email(email)
+    existing = User.objects.filter(email__iexact=email).first()
+    if existing is not None:
+        return mail_send_templated(
+            to=existing.email,
+            template="already_registered",
+            context={
+                "user": existing,
+                "login_url": site_url(reverse("login")),
+                "reset_url": site_url(reverse("password_reset")),
+            },
+        )
+    with transaction.atomic():
+        user = User.objects.create_user(
+            email=email, password=password, full_name=full_name.strip()
+        )
+    return user_send_verification(user=user)
+
+
+def user_resend_verification(*, email: str) -> bool:
+    """Mail a fresh link if the address belongs to an unconfirmed account.
+
+    Returns True whatever the address, unless the mail server refused, so the
+    answer tells nothing about who is registered.
+    """
+    User = get_user_model()
+    user = User.objects.filter(
+        email__iexact=User.objects.normalize_email(email),
+        email_verified_at__isnull=True,
+        is_active=True,
+    ).first()
+    if user is None:
+        return True
+    return user_send_verification(user=user)
+
+
+def user_from_uidb64(uidb64: str):
+    User = get_user_model()
+    try:
+        pk = force_str(urlsafe_base64_decode(uidb64))
+        return User.objects.get(pk=pk)
+    except (TypeError, ValueError, OverflowError, User.DoesNotExist):
+        return None
+
+
+def user_verify(*, uidb64: str, token: str) -> tuple[str, object]:
+    """Confirm an e-mail address from a link.
+
+    Returns ("verified", user) on first use, ("already", user) when the account
+    is already confirmed, and ("invalid", None) for a tampered, expired or
+    unknown link.
+    """
+    user = user_from_uidb64(uidb64)
+    if user is None:
+        return "invalid", None
+    if not verification_token.check_token(user, token):
+        # A second click on a used link: say so rather than "invalid".
+        if user.is_verified and _token_was_issued_for(user, token):
+            return "already", user
+        return "invalid", None
+    user_mark_verified(user=user)
+    return "verified", user
+
+
+def _token_was_issued_for(user, token: str) -> bool:
+    """Whether the token was valid for this user before they confirmed."""
+    before = type(user).objects.get(pk=user.pk)
+    before.email_verified_at = None
+    return verification_token.check_token(before, token)
+
+
+def user_mark_verified(*, user) -> None:
+    """Confirm the address and open the admin to the user as a client."""
+    with transaction.atomic():
+        user.email_verified_at = timezone.now()
+        user.is_staff = True
+        user.save(update_fields=["email_verified_at", "is_staff"])
+        clients, _ = Group.objects.get_or_create(name=CLIENTS)
+        user.groups.add(clients)

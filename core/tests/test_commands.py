@@ -1,0 +1,95 @@
+"""The seed's management commands, as its README spells them."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import translation
+
+from core.models import User
+
+pytestmark = pytest.mark.django_db
+
+STRONG = "Long-enough-passphrase-7"
+
+
+def test_create_custom_super_user_from_the_environment(settings, capsys):
+    settings.SUPERUSER_EMAIL = "Admin@Example.com"
+    settings.SUPERUSER_PASSWORD = STRONG
+    call_command("create_custom_super_user", "--no-input")
+    admin = User.objects.get()
+    assert admin.email == "admin@example.com"
+    assert admin.is_superuser and admin.is_staff and admin.is_verified
+    assert admin.check_password(STRONG)
+    assert "created" in capsys.readouterr().out
+
+
+def test_create_custom_super_user_twice_changes_nothing(capsys):
+    call_command("create_custom_super_user", email="boss@example.com", password=STRONG)
+    capsys.readouterr()
+    call_command(
+        "create_custom_super_user", email="BOSS@example.com", password="other-pass-99"
+    )
+    out = capsys.readouterr().out
+    assert "already exists" in out
+    assert User.objects.count() == 1
+    assert User.objects.get().check_password(STRONG)
+
+
+def test_create_custom_super_user_refuses_bad_input_clearly(settings):
+    settings.SUPERUSER_EMAIL = ""
+    with pytest.raises(CommandError, match="SUPERUSER_EMAIL"):
+        call_command("create_custom_super_user", "--no-input")
+    with pytest.raises(CommandError, match="not a valid e-mail"):
+        call_command("create_custom_super_user", email="nope", password=STRONG)
+    with translation.override("en"), pytest.raises(CommandError, match="too short"):
+        call_command("create_custom_super_user", email="a@example.com", password="123")
+    assert not User.objects.exists()
+
+
+def test_create_user_group_as_the_seed_readme_spells_it(capsys):
+    call_command(
+        "create_user_group",
+        "managers",
+        "set_user_active_status",
+        "view_user",
+    )
+    call_command("create_user_group", "managers", "set_user_active_status")
+    group = Group.objects.get(name="managers")
+    codenames = set(group.permissions.values_list("codename", flat=True))
+    assert {"set_user_active_status", "view_user"} <= codenames
+
+
+def test_create_user_group_creates_a_new_group_and_accepts_dotted_names():
+    call_command("create_user_group", "auditors", "core.view_user")
+    perms = Group.objects.get(name="auditors").permissions.all()
+    assert [p.codename for p in perms] == ["view_user"]
+
+
+def test_create_user_group_names_close_matches_for_a_typo():
+    with pytest.raises(CommandError) as error:
+        call_command("create_user_group", "auditors", "view_user", "set_user_activ")
+    assert "set_user_active_status" in str(error.value)
+    assert not Group.objects.filter(name="auditors").exists()
+
+
+def test_roles_exist_after_migrations_with_their_permissions():
+    managers = Group.objects.get(name="managers")
+    codenames = set(managers.permissions.values_list("codename", flat=True))
+    assert {"view_user", "set_user_active_status"} <= codenames
+    assert Group.objects.filter(name="clients").exists()
+
+
+def test_roles_can_be_ensured_again_without_change():
+    from core.services.roles import roles_ensure
+
+    before = {
+        g.name: set(g.permissions.values_list("pk", flat=True))
+        for g in Group.objects.all()
+    }
+    roles_ensure()
+    after = {
+        g.name: set(g.permissions.values_list("pk", flat=True))
+        for g in Group.objects.all()
+    }
+    assert before == after

@@ -1,0 +1,175 @@
+"""Configuration: the embedded default, production refusals, check --deploy."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+PRINT_SETTINGS = """
+import django, json
+django.setup()
+from django.conf import settings as s
+print(json.dumps({
+    "db": s.DATABASES["default"]["ENGINE"],
+    "db_name": str(s.DATABASES["default"]["NAME"]),
+    "mail": s.EMAIL_BACKEND, "mail_path": str(getattr(s, "EMAIL_FILE_PATH", "")),
+    "broker": "redis" if "redis" in s.Q_CLUSTER else s.Q_CLUSTER.get("orm"),
+    "language": s.LANGUAGE_CODE, "period": s.DISPATCH_PERIOD_MINUTES,
+    "from": s.DEFAULT_FROM_EMAIL, "cache": s.CACHES["default"]["BACKEND"],
+}))
+"""
+
+
+def run_python(code, tmp_path, **env_vars):
+    """Run code in a fresh interpreter configured only by `env_vars`."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "ENV_FILE": str(tmp_path / "none.env"),
+        **env_vars,
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def example_env():
+    values = {}
+    for line in (BASE_DIR / "example.env").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key] = value
+    return values
+
+
+def test_no_env_runs_on_sqlite_files_and_the_orm_broker(tmp_path):
+    import json
+
+    result = run_python(PRINT_SETTINGS, tmp_path)
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout)
+    assert values["db"] == "django.db.backends.sqlite3"
+    assert values["db_name"] == str(BASE_DIR / "var" / "db.sqlite3")
+    assert values["mail"] == "django.core.mail.backends.filebased.EmailBackend"
+    assert values["mail_path"] == str(BASE_DIR / "var" / "mail")
+    assert values["broker"] == "default"
+    assert values["language"] == "ru"
+    assert values["period"] == 1
+
+
+def test_variables_switch_on_postgres_smtp_and_redis(tmp_path):
+    import json
+
+    result = run_python(
+        PRINT_SETTINGS,
+        tmp_path,
+        DATABASE_URL="postgres://u:p@db.internal:5432/mailing",
+        EMAIL_URL="smtp+tls://u:p@smtp.internal:587",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+        CRONJOBS_PERIOD="5",
+        DEFAULT_FROM_EMAIL="Рассыльщик <noreply@example.com>",
+    )
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout)
+    assert values["db"] == "django.db.backends.postgresql"
+    assert values["mail"] == "django.core.mail.backends.smtp.EmailBackend"
+    assert values["broker"] == "redis"
+    assert values["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert values["period"] == 5
+    assert values["from"] == "Рассыльщик <noreply@example.com>"
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [("SECRET_KEY", "SECRET_KEY must be set"), ("ALLOWED_HOSTS", "ALLOWED_HOSTS")],
+)
+def test_production_refuses_to_start_without_key_or_hosts(tmp_path, missing, message):
+    env = {
+        "DEBUG": "False",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "mail.example.com",
+    }
+    del env[missing]
+    result = run_python("import django; django.setup()", tmp_path, **env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
+
+
+def test_production_refuses_the_example_placeholder_key(tmp_path):
+    env = {**example_env(), "DATABASE_URL": "sqlite:///:memory:"}
+    result = run_python("import django; django.setup()", tmp_path, **env)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_check_deploy_is_clean_with_the_example_production_values(tmp_path):
+    env = {
+        **example_env(),
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    code = (
+        "import sys; from django.core.management import execute_from_command_line;"
+        "execute_from_command_line(['manage.py', 'check', '--deploy', "
+        "'--fail-level', 'WARNING'])"
+    )
+    result = run_python(code, tmp_path, **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+PRODUCTION_PAGES = """
+import django, sys
+django.setup()
+from django.core.management import call_command
+call_command("collectstatic", "--no-input", verbosity=0)
+call_command("migrate", verbosity=0)
+from django.test import Client
+from core.models import User
+admin = User.objects.create_superuser(
+    email="admin@example.com", password="x-long-pass-1"
+)
+anonymous, logged_in = Client(), Client()
+logged_in.force_login(admin)
+pages = {
+    anonymous: ["/", "/login/", "/signup/", "/password-reset/", "/verify/resend/",
+                "/static/vendor/bootswatch/flatly/bootstrap.min.css",
+                "/static/core/site.css"],
+    logged_in: ["/admin/", "/admin/core/user/", "/admin/core/user/add/",
+                f"/admin/core/user/{admin.pk}/change/", "/admin/auth/group/",
+                "/profile/"],
+}
+bad = []
+for client, urls in pages.items():
+    for url in urls:
+        status = client.get(url, secure=True).status_code
+        if status != 200:
+            bad.append((url, status))
+print(bad)
+sys.exit(1 if bad else 0)
+"""
+
+
+def test_production_mode_serves_pages_and_its_own_static_files(tmp_path):
+    env = {
+        "DEBUG": "False",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "testserver",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "STATIC_ROOT": str(tmp_path / "static"),
+        "CACHE_URL": "locmemcache://",
+    }
+    result = run_python(PRODUCTION_PAGES, tmp_path, **env)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]

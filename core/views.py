@@ -1,0 +1,186 @@
+"""The public site: home and accounts. Views parse input and call services."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm
+from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
+from django.utils.decorators import method_decorator
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_http_methods
+from django_ratelimit.decorators import ratelimit
+
+from .forms import EmailAuthenticationForm, EmailForm, ProfileForm, SignupForm
+from .services import accounts
+
+# Mail-sending forms: a handful per hour from one address (IP) or for one
+# e-mail, enough for a person, too few for a bot.
+MAIL_RATE_PER_IP = "10/h"
+MAIL_RATE_PER_EMAIL = "3/h"
+TOO_MANY = _("Too many requests. Please wait a while and try again.")
+MAIL_FAILED = _(
+    "We could not send the e-mail right now. Please try again in a few minutes."
+)
+
+
+def throttle_mail(view):
+    """Limit a view that sends mail, per client IP and per submitted e-mail."""
+    per_email = ratelimit(
+        key="post:email", rate=MAIL_RATE_PER_EMAIL, method="POST", block=False
+    )
+    per_ip = ratelimit(key="ip", rate=MAIL_RATE_PER_IP, method="POST", block=False)
+    return per_ip(per_email(view))
+
+
+def home(request):
+    return render(request, "core/home.html")
+
+
+@sensitive_post_parameters("password1", "password2")
+@throttle_mail
+@require_http_methods(["GET", "POST"])
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if getattr(request, "limited", False):
+            form.add_error(None, TOO_MANY)
+            return render(
+                request, "core/accounts/signup.html", {"form": form}, status=429
+            )
+        sent = accounts.user_signup(
+            email=form.cleaned_data["email"],
+            full_name=form.cleaned_data["full_name"],
+            password=form.cleaned_data["password1"],
+        )
+        request.session["signup_email"] = form.cleaned_data["email"]
+        request.session["signup_mail_sent"] = sent
+        return redirect("signup_done")
+    return render(request, "core/accounts/signup.html", {"form": form})
+
+
+def signup_done(request):
+    return render(
+        request,
+        "core/accounts/signup_done.html",
+        {
+            "email": request.session.get("signup_email"),
+            "mail_sent": request.session.get("signup_mail_sent", True),
+        },
+    )
+
+
+def verify(request, uidb64, token):
+    outcome, user = accounts.user_verify(uidb64=uidb64, token=token)
+    status = 400 if outcome == "invalid" else 200
+    return render(
+        request, "core/accounts/verify.html", {"outcome": outcome}, status=status
+    )
+
+
+@throttle_mail
+@require_http_methods(["GET", "POST"])
+def resend_verification(request):
+    form = EmailForm(request.POST or None, initial={"email": request.GET.get("email")})
+    if request.method == "POST" and form.is_valid():
+        if getattr(request, "limited", False):
+            form.add_error(None, TOO_MANY)
+        elif accounts.user_resend_verification(email=form.cleaned_data["email"]):
+            return render(
+                request,
+                "core/accounts/resend_done.html",
+                {"email": form.cleaned_data["email"]},
+            )
+        else:
+            form.add_error(None, MAIL_FAILED)
+    status = 429 if getattr(request, "limited", False) else 200
+    return render(request, "core/accounts/resend.html", {"form": form}, status=status)
+
+
+class LoginView(auth_views.LoginView):
+    form_class = EmailAuthenticationForm
+    template_name = "core/accounts/login.html"
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    http_method_names = ["post", "options"]
+
+
+@method_decorator(throttle_mail, name="post")
+class PasswordResetView(auth_views.PasswordResetView):
+    template_name = "core/accounts/password_reset.html"
+    email_template_name = "emails/password_reset.txt"
+    html_email_template_name = "emails/password_reset.html"
+    subject_template_name = "emails/password_reset_subject.txt"
+    success_url = reverse_lazy("password_reset_done")
+
+    def form_valid(self, form):
+        if getattr(self.request, "limited", False):
+            form.add_error(None, TOO_MANY)
+            response = self.form_invalid(form)
+            response.status_code = 429
+            return response
+        # Links point at SITE_URL, whatever Host the request came with. The
+        # form logs a mail server's refusal and the page stays the same, so
+        # the answer never tells whether the address has an account.
+        form.save(
+            domain_override=settings.SITE_DOMAIN,
+            use_https=settings.SITE_USES_HTTPS,
+            token_generator=self.token_generator,
+            from_email=self.from_email,
+            email_template_name=self.email_template_name,
+            subject_template_name=self.subject_template_name,
+            html_email_template_name=self.html_email_template_name,
+            extra_email_context={
+                "site_name": settings.SITE_NAME,
+                "site_url": settings.SITE_URL,
+            },
+            request=self.request,
+        )
+        return redirect(self.get_success_url())
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "core/accounts/password_reset_done.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "core/accounts/password_reset_confirm.html"
+    success_url = reverse_lazy("password_reset_complete")
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "core/accounts/password_reset_complete.html"
+
+
+@login_required
+@sensitive_post_parameters("old_password", "new_password1", "new_password2")
+@require_http_methods(["GET", "POST"])
+def profile(request):
+    action = request.POST.get("action")
+    profile_form = ProfileForm(
+        request.POST if action == "profile" else None, instance=request.user
+    )
+    password_form = PasswordChangeForm(
+        request.user, request.POST if action == "password" else None
+    )
+    if action == "profile" and profile_form.is_valid():
+        profile_form.save()
+        messages.success(request, _("Your profile has been saved."))
+        return redirect("profile")
+    if action == "password" and password_form.is_valid():
+        user = password_form.save()
+        update_session_auth_hash(request, user)
+        messages.success(request, _("Your password has been changed."))
+        return redirect("profile")
+    return render(
+        request,
+        "core/accounts/profile.html",
+        {"profile_form": profile_form, "password_form": password_form},
+    )
