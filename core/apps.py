@@ -9,6 +9,9 @@ class CoreConfig(AppConfig):
     default = True
     default_auto_field = "django.db.models.BigAutoField"
 
+    def ready(self):
+        from .services import permissions  # noqa: F401  connects the grant signal
+
 
 class MailingAdminConfig(admin_apps.AdminConfig):
     """django.contrib.admin with our site, which logs in on the public page."""

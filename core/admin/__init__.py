@@ -1,1 +1,1 @@
-from . import users  # noqa: F401  registers the user admin
+from . import clients, mailings, users  # noqa: F401  registers the back office

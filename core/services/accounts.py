@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
-from .roles import CLIENTS
+from .roles import CLIENTS, MANAGERS
 
 logger = logging.getLogger(__name__)
 
@@ -172,3 +172,27 @@ def user_mark_verified(*, user) -> None:
         user.save(update_fields=["email_verified_at", "is_staff"])
         clients, _ = Group.objects.get_or_create(name=CLIENTS)
         user.groups.add(clients)
+
+
+def users_set_active(*, users, active: bool, actor) -> tuple[list, list]:
+    """A manager blocks or unblocks users.
+
+    Never the actor themself, a superuser or another manager. Blocking ends
+    the user's sessions at once: the authentication backend refuses inactive
+    users on every request. Returns (changed, refused) lists of users.
+    """
+    changed, refused = [], []
+    with transaction.atomic():
+        for user in users.select_for_update().prefetch_related("groups"):
+            protected = (
+                user.pk == actor.pk
+                or user.is_superuser
+                or any(group.name == MANAGERS for group in user.groups.all())
+            )
+            if protected:
+                refused.append(user)
+            elif user.is_active != active:
+                user.is_active = active
+                user.save(update_fields=["is_active"])
+                changed.append(user)
+    return changed, refused

@@ -12,11 +12,23 @@ MANAGERS = "managers"
 
 # Permissions a group holds on every row. Clients' rights on the rows they own
 # are object permissions granted per row; managers see everything read-only.
+# A client's global `add_*` permissions open those parts of the admin; what
+# they may see and change there is their own rows only.
 ROLE_PERMISSIONS = {
-    CLIENTS: [],
+    CLIENTS: [
+        "core.add_client",
+        "core.add_message",
+        "core.add_mailing",
+    ],
     MANAGERS: [
         "core.view_user",
         "core.set_user_active_status",
+        "core.view_client",
+        "core.view_message",
+        "core.view_mailing",
+        "core.view_mailingrun",
+        "core.view_attempt",
+        "core.set_schedule_active_status",
     ],
 }
 

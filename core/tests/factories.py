@@ -1,8 +1,10 @@
+from datetime import timedelta
+
 import factory
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from core.models import User
+from core.models import Attempt, Client, Mailing, MailingRun, Message, User
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -31,3 +33,63 @@ class UserFactory(factory.django.DjangoModelFactory):
         if create and self.is_superuser and not self.is_staff:
             self.is_staff = True
             self.save(update_fields=["is_staff"])
+
+
+class ClientFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Client
+
+    owner = factory.SubFactory(UserFactory, verified=True, groups=["clients"])
+    email = factory.Sequence(lambda n: f"recipient{n}@example.org")
+    full_name = factory.Faker("name", locale="ru_RU")
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Message
+
+    owner = factory.SubFactory(UserFactory, verified=True, groups=["clients"])
+    subject = factory.Sequence(lambda n: f"Новости №{n}")
+    body = "Здравствуйте, {{ client.full_name }}!\n\nОтписаться: {{ unsubscribe_url }}"
+
+
+class MailingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Mailing
+        skip_postgeneration_save = True
+
+    owner = factory.SubFactory(UserFactory, verified=True, groups=["clients"])
+    title = factory.Sequence(lambda n: f"Рассылка {n}")
+    message = factory.SubFactory(MessageFactory, owner=factory.SelfAttribute("..owner"))
+    start_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=1))
+    periodicity = Mailing.Periodicity.ONCE
+    next_run_at = factory.SelfAttribute("start_at")
+
+    @factory.post_generation
+    def clients(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.clients.add(*extracted)
+
+
+class MailingRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = MailingRun
+
+    mailing = factory.SubFactory(MailingFactory)
+    owner = factory.SelfAttribute("mailing.owner")
+    scheduled_for = factory.LazyFunction(timezone.now)
+    status = MailingRun.Status.FINISHED
+
+
+class AttemptFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Attempt
+
+    run = factory.SubFactory(MailingRunFactory)
+    owner = factory.SelfAttribute("run.owner")
+    client = factory.SubFactory(ClientFactory, owner=factory.SelfAttribute("..owner"))
+    email = factory.SelfAttribute("client.email")
+    status = Attempt.Status.SENT
+    tries = 1
+    server_response = "250 2.0.0 Ok: queued"
+    attempted_at = factory.LazyFunction(timezone.now)

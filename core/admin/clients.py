@@ -1,0 +1,58 @@
+from django import forms
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from core.models import Client
+
+from .base import OwnedAdmin
+
+
+class ClientForm(forms.ModelForm):
+    class Meta:
+        model = Client
+        fields = ["email", "full_name", "comment", "unsubscribed_at"]
+
+    def clean_email(self):
+        email = (self.cleaned_data.get("email") or "").strip().lower()
+        owner_id = self.instance.owner_id or self.request_user.pk
+        duplicate = (
+            Client.objects.filter(owner_id=owner_id, email__iexact=email)
+            .exclude(pk=self.instance.pk)
+            .exists()
+        )
+        if duplicate:
+            raise forms.ValidationError(
+                _("You already have a recipient with this e-mail.")
+            )
+        return email
+
+
+class SubscriptionFilter(admin.SimpleListFilter):
+    title = _("subscription")
+    parameter_name = "subscribed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("subscribed")), ("no", _("unsubscribed"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(unsubscribed_at__isnull=True)
+        if self.value() == "no":
+            return queryset.filter(unsubscribed_at__isnull=False)
+        return queryset
+
+
+@admin.register(Client)
+class ClientAdmin(OwnedAdmin):
+    form = ClientForm
+    list_display = ("email", "full_name", "comment", "unsubscribed_at", "created_at")
+    list_filter = (SubscriptionFilter,)
+    search_fields = ("email", "full_name", "comment")
+    readonly_fields = ("created_at", "updated_at")
+    fieldsets = (
+        (_("Recipient"), {"fields": ("email", "full_name", "comment")}),
+        (
+            _("Subscription"),
+            {"fields": ("unsubscribed_at", "created_at", "updated_at")},
+        ),
+    )

@@ -1,0 +1,47 @@
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class OwnedQuerySet(models.QuerySet):
+    """Rows that belong to one user; permissions on them follow the owner."""
+
+    def owned_by(self, user):
+        return self.filter(owner=user)
+
+    def visible_to(self, user):
+        """Everything for superusers and managers; the owner's rows otherwise."""
+        opts = self.model._meta
+        if user.is_superuser or user.has_perm(
+            f"{opts.app_label}.view_{opts.model_name}"
+        ):
+            return self
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(owner=user)
+
+    def bulk_create(self, objs, *args, **kwargs):
+        # Bulk inserts skip save() and post_save: grant the owner's object
+        # permissions here, so a CSV import owns what it creates.
+        created = super().bulk_create(objs, *args, **kwargs)
+        from core.services.permissions import permissions_grant_owner
+
+        permissions_grant_owner(objs=[obj for obj in created if obj.pk is not None])
+        return created
+
+
+class OwnedModel(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.CASCADE,
+        related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("changed"), auto_now=True)
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True

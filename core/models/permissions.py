@@ -1,0 +1,53 @@
+"""django-guardian object permissions with direct foreign keys.
+
+A direct key lets the database join permissions to rows by index instead of
+matching text primary keys through a generic relation.
+"""
+
+from django.db import models
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+from .clients import Client
+from .mailings import Mailing, Message
+
+
+class ClientUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Client, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        abstract = False
+
+
+class ClientGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Client, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        abstract = False
+
+
+class MessageUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Message, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        abstract = False
+
+
+class MessageGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Message, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        abstract = False
+
+
+class MailingUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Mailing, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        abstract = False
+
+
+class MailingGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Mailing, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        abstract = False

@@ -1,0 +1,96 @@
+"""Object permissions: every owned row gives its owner view, change and delete.
+
+Grants are written whatever created the row: `post_save` covers forms, the
+shell and `loaddata`; `OwnedQuerySet.bulk_create` covers CSV imports; and
+`permissions_sync` repairs anything else (raw SQL, `QuerySet.update`).
+"""
+
+from collections import defaultdict
+
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Exists, OuterRef
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+from guardian.utils import get_user_obj_perms_model
+
+from core.models import Client, Mailing, Message
+
+OWNED_MODELS = (Client, Message, Mailing)
+OWNER_ACTIONS = ("view", "change", "delete")
+
+
+def _owner_permissions(model):
+    """The permissions an owner gets on a row of `model`."""
+    ctype = ContentType.objects.get_for_model(model)
+    codenames = [f"{action}_{model._meta.model_name}" for action in OWNER_ACTIONS]
+    return list(Permission.objects.filter(content_type=ctype, codename__in=codenames))
+
+
+def permissions_grant_owner(*, objs, batch_size: int = 5000) -> int:
+    """Give each object's owner view/change/delete on it; return rows written.
+
+    Existing grants are left alone (the insert ignores conflicts), so this is
+    safe to call again for the same rows.
+    """
+    by_model = defaultdict(list)
+    for obj in objs:
+        if type(obj) in OWNED_MODELS:
+            by_model[type(obj)].append(obj)
+    written = 0
+    for model, rows in by_model.items():
+        grant_model = get_user_obj_perms_model(model)
+        perms = _owner_permissions(model)
+        grants = [
+            grant_model(user_id=row.owner_id, permission=perm, content_object_id=row.pk)
+            for row in rows
+            for perm in perms
+        ]
+        grant_model.objects.bulk_create(
+            grants, ignore_conflicts=True, batch_size=batch_size
+        )
+        written += len(grants)
+    return written
+
+
+def permissions_sync(*, chunk_size: int = 10000) -> dict[str, int]:
+    """Grant owners every missing permission on their rows; return counts.
+
+    Reads rows in chunks, so a list of millions does not fill the memory.
+    """
+    missing = {}
+    for model in OWNED_MODELS:
+        grant_model = get_user_obj_perms_model(model)
+        perms = _owner_permissions(model)
+        added = 0
+        for perm in perms:
+            has_grant = grant_model.objects.filter(
+                permission=perm,
+                user_id=OuterRef("owner_id"),
+                content_object_id=OuterRef("pk"),
+            )
+            rows = (
+                model.objects.exclude(Exists(has_grant))
+                .values_list("pk", "owner_id")
+                .order_by()
+            )
+            batch = []
+            for pk, owner_id in rows.iterator(chunk_size=chunk_size):
+                batch.append(
+                    grant_model(user_id=owner_id, permission=perm, content_object_id=pk)
+                )
+                if len(batch) >= chunk_size:
+                    grant_model.objects.bulk_create(batch, ignore_conflicts=True)
+                    added += len(batch)
+                    batch = []
+            grant_model.objects.bulk_create(batch, ignore_conflicts=True)
+            added += len(batch)
+        missing[model._meta.verbose_name_plural] = added
+    return missing
+
+
+@receiver(post_save)
+def grant_owner_on_save(sender, instance, raw=False, **kwargs):
+    """Forms, services, the shell and `loaddata` all end up here."""
+    if sender in OWNED_MODELS:
+        permissions_grant_owner(objs=[instance])

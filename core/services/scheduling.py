@@ -1,0 +1,111 @@
+"""Schedule arithmetic: when a mailing's occurrences fall.
+
+Occurrences keep the wall-clock time of `start_at` in the scheduler's time
+zone (TIME_ZONE), so a daily 09:00 mailing stays at 09:00 across DST
+changes, and a monthly mailing started on the 31st falls on the last day of
+shorter months.
+"""
+
+import calendar
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+STEP_DAYS = {"daily": 1, "weekly": 7}
+
+
+def _local(moment: datetime) -> datetime:
+    return timezone.localtime(moment, timezone.get_default_timezone())
+
+
+def _attach(naive: datetime, tz) -> datetime:
+    # A wall time that DST skips gets the offset from before the change
+    # (PEP 495, fold=0): it still sends, an hour later in UTC terms.
+    return naive.replace(tzinfo=tz)
+
+
+def occurrence(*, start_at: datetime, periodicity: str, index: int) -> datetime:
+    """The `index`-th occurrence (0 is `start_at` itself)."""
+    if index == 0 or periodicity == "once":
+        return start_at
+    start = _local(start_at)
+    tz = start.tzinfo
+    naive = start.replace(tzinfo=None)
+    if periodicity in STEP_DAYS:
+        return _attach(naive + timedelta(days=STEP_DAYS[periodicity] * index), tz)
+    if periodicity == "monthly":
+        months = naive.month - 1 + index
+        year, month = naive.year + months // 12, months % 12 + 1
+        day = min(naive.day, calendar.monthrange(year, month)[1])
+        return _attach(naive.replace(year=year, month=month, day=day), tz)
+    raise ValueError(f"Unknown periodicity {periodicity!r}")
+
+
+def _index_at_or_before(*, start_at, periodicity, moment) -> int:
+    """The largest index whose occurrence is at or before `moment` (≥ 0)."""
+    if periodicity == "once" or moment <= start_at:
+        return 0
+    start, local = _local(start_at), _local(moment)
+    if periodicity in STEP_DAYS:
+        guess = (local.date() - start.date()).days // STEP_DAYS[periodicity]
+    else:
+        guess = (local.year - start.year) * 12 + (local.month - start.month)
+    # The guess is off by at most one either way (time of day, month lengths).
+    index = max(guess + 1, 0)
+    while (
+        index > 0
+        and occurrence(start_at=start_at, periodicity=periodicity, index=index) > moment
+    ):
+        index -= 1
+    return index
+
+
+def occurrence_latest_due(*, mailing, now: datetime):
+    """The latest occurrence at or before `now` within the mailing's window."""
+    if now < mailing.start_at:
+        return None
+    moment = min(now, mailing.end_at) if mailing.end_at else now
+    index = _index_at_or_before(
+        start_at=mailing.start_at, periodicity=mailing.periodicity, moment=moment
+    )
+    due = occurrence(
+        start_at=mailing.start_at, periodicity=mailing.periodicity, index=index
+    )
+    return due if due <= moment else None
+
+
+def occurrence_after(*, mailing, moment: datetime):
+    """The first occurrence strictly after `moment`, or None when there is none."""
+    if moment < mailing.start_at:
+        candidate = mailing.start_at
+    elif mailing.periodicity == "once":
+        return None
+    else:
+        index = _index_at_or_before(
+            start_at=mailing.start_at, periodicity=mailing.periodicity, moment=moment
+        )
+        candidate = occurrence(
+            start_at=mailing.start_at, periodicity=mailing.periodicity, index=index + 1
+        )
+    if mailing.end_at and candidate > mailing.end_at:
+        return None
+    return candidate
+
+
+def mailing_schedule_next(*, mailing, now: datetime | None = None) -> None:
+    """Set `next_run_at` after the schedule changed (not saved here).
+
+    Before the first run the mailing is due at its start (a start in the past
+    sends at the next tick, unless its end has passed too); afterwards at the
+    first occurrence after the last one that ran.
+    """
+    now = now or timezone.now()
+    if mailing.last_run_at is None:
+        if mailing.end_at and mailing.end_at < now:
+            mailing.next_run_at = None
+        else:
+            mailing.next_run_at = mailing.start_at
+    else:
+        mailing.next_run_at = occurrence_after(
+            mailing=mailing, moment=mailing.last_run_at
+        )
