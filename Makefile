@@ -51,7 +51,7 @@ format: install
 	$(VENV)/bin/ruff format .
 
 bench: install
-	@if [ -d bench ]; then $(PY) -m bench; else echo "No benchmarks yet."; fi
+	$(PY) -m bench $(BENCH)
 
 # Refreshes the Russian catalogue after strings change (needs GNU gettext).
 messages: install
