@@ -10,7 +10,13 @@ class CoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from django.db.models.signals import post_migrate
+
         from .services import permissions  # noqa: F401  connects the grant signal
+        from .tasks import schedule_ensure
+
+        # The dispatch schedule follows DISPATCH_PERIOD_MINUTES after each migrate.
+        post_migrate.connect(schedule_ensure, sender=self)
 
 
 class MailingAdminConfig(admin_apps.AdminConfig):

@@ -10,12 +10,14 @@ from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
 from .forms import EmailAuthenticationForm, EmailForm, ProfileForm, SignupForm
 from .services import accounts
+from .services import mailings as mailing_services
 
 # Mail-sending forms: a handful per hour from one address (IP) or for one
 # e-mail, enough for a person, too few for a bot.
@@ -183,4 +185,24 @@ def profile(request):
         request,
         "core/accounts/profile.html",
         {"profile_form": profile_form, "password_form": password_form},
+    )
+
+
+@csrf_exempt  # RFC 8058: mail programs POST here without a form or cookie
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request, token):
+    """GET asks for confirmation; POST (a mail program's one click) acts at once."""
+    if request.method == "POST":
+        client = mailing_services.client_unsubscribe(token=token)
+        template, outcome = "core/unsubscribe.html", "done"
+    else:
+        client = mailing_services.client_for_unsubscribe(token=token)
+        template = "core/unsubscribe.html"
+        outcome = "already" if client and client.unsubscribed_at else "confirm"
+    if client is None:
+        return render(request, template, {"outcome": "invalid"}, status=400)
+    return render(
+        request,
+        template,
+        {"outcome": outcome, "email": client.email, "token": token},
     )

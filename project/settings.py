@@ -241,6 +241,32 @@ else:
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["poll"] = 1
 
+# Sending mailings (see core/services/dispatch.py).
+# SMTP connections each worker keeps open and sends over at once.
+SMTP_CONCURRENCY = env.int("SMTP_CONCURRENCY", default=4)
+# Messages per second or hour for all workers together, e.g. "50/s",
+# "10000/h"; empty for no limit.
+SMTP_RATE_LIMIT = env.str("SMTP_RATE_LIMIT", default="")
+# Tries per recipient for temporary failures (4xx, dropped connection).
+SMTP_MAX_RETRIES = env.int("SMTP_MAX_RETRIES", default=3)
+# Seconds before the first retry; each further retry waits twice as long.
+SMTP_RETRY_BACKOFF = env.int("SMTP_RETRY_BACKOFF", default=60)
+# Failures in a row that pause a run, and for how many minutes.
+SMTP_MAX_CONSECUTIVE_ERRORS = env.int("SMTP_MAX_CONSECUTIVE_ERRORS", default=20)
+SMTP_PAUSE_MINUTES = env.int("SMTP_PAUSE_MINUTES", default=15)
+# Attempts a worker claims at once, and how long a claim may live before
+# another worker treats its holder as dead.
+DISPATCH_BATCH_SIZE = env.int("DISPATCH_BATCH_SIZE", default=200)
+DISPATCH_LEASE_SECONDS = env.int("DISPATCH_LEASE_SECONDS", default=600)
+# Where workers journal each send until its result is in the database; it
+# lets recovery tell a message in flight from one never started.
+DISPATCH_JOURNAL_DIR = env.path("DISPATCH_JOURNAL_DIR", default=VAR_DIR / "journal")
+# Longest a tick keeps delivering before it returns (below the task timeout);
+# what is left goes out on the next tick.
+DISPATCH_TICK_SECONDS = env.int("DISPATCH_TICK_SECONDS", default=480)
+# Sender of mailings; replies go to the mailing's owner.
+MAILING_FROM_EMAIL = env.str("MAILING_FROM_EMAIL", default=DEFAULT_FROM_EMAIL)
+
 SUPERUSER_EMAIL = env.str("SUPERUSER_EMAIL", default="")
 SUPERUSER_PASSWORD = env.str("SUPERUSER_PASSWORD", default="")
 

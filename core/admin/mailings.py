@@ -9,7 +9,9 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from core import tasks
 from core.models import Attempt, Client, Mailing, MailingRun, Message
+from core.services import dispatch
 from core.services import mailings as mailing_services
 from core.services.messages import message_template_errors
 
@@ -174,7 +176,7 @@ class MailingAdmin(OwnedAdmin):
     search_fields = ("title", "message__subject")
     autocomplete_fields = ("message", "clients")
     readonly_fields = ("status_badge", "next_run_at", "last_run_at", "is_enabled")
-    actions = ("disable_mailings", "enable_mailings")
+    actions = ("send_now", "disable_mailings", "enable_mailings")
     fieldsets = (
         (None, {"fields": ("title", "message")}),
         (_("Recipients"), {"fields": ("clients",)}),
@@ -229,6 +231,34 @@ class MailingAdmin(OwnedAdmin):
         if schedule_changed:
             mailing_services.mailing_reschedule(mailing=obj)
         super().save_model(request, obj, form, change)
+
+    # --- owner actions -------------------------------------------------
+    @admin.action(description=_("Send now"))
+    def send_now(self, request, queryset):
+        allowed = [m for m in queryset if self.has_change_permission(request, m)]
+        refused = [m for m in queryset if m not in allowed or not m.is_enabled]
+        queued = [m for m in allowed if m.is_enabled]
+        for mailing in queued:
+            tasks.queue("core.tasks.send_now", mailing.pk)
+            self.log_change(request, mailing, _("Queued to send now."))
+        if queued:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d mailing is queued and goes out in a moment.",
+                    "%(count)d mailings are queued and go out in a moment.",
+                    len(queued),
+                )
+                % {"count": len(queued)},
+                messages.SUCCESS,
+            )
+        if refused:
+            self.message_user(
+                request,
+                _("Not sent (disabled, or not yours): %(titles)s")
+                % {"titles": ", ".join(m.title for m in refused)},
+                messages.WARNING,
+            )
 
     # --- manager actions -----------------------------------------------
     def has_set_schedule_active_status_permission(self, request):
@@ -327,9 +357,47 @@ class MailingRunAdmin(ReportAdmin):
         "attempts_link",
     )
     list_filter = ("status", ("mailing", admin.RelatedOnlyFieldListFilter))
+    actions = ("retry_failed",)
     list_select_related = ("mailing",)
     search_fields = ("mailing__title",)
     date_hierarchy = "scheduled_for"
+
+    def get_actions(self, request):
+        # Reports are read-only, but the owner may queue a retry.
+        actions = super().get_actions(request)
+        if self.sees_all(request) and not request.user.is_superuser:
+            actions.pop("retry_failed", None)
+        return actions
+
+    @admin.action(description=_("Retry failed recipients"))
+    def retry_failed(self, request, queryset):
+        total = 0
+        for run in queryset.select_related("mailing"):
+            may_change = request.user.is_superuser or request.user.has_perm(
+                "core.change_mailing", run.mailing
+            )
+            if not may_change or not run.mailing.is_enabled:
+                continue
+            count = dispatch.run_retry_failed(run=run)
+            if count:
+                total += count
+                self.log_change(
+                    request,
+                    run,
+                    _("%(count)d failed recipients queued again.") % {"count": count},
+                )
+        if total:
+            tasks.queue("core.tasks.deliver")
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d failed recipient is queued for another try.",
+                "%(count)d failed recipients are queued for another try.",
+                total,
+            )
+            % {"count": total},
+            messages.SUCCESS if total else messages.WARNING,
+        )
 
     @admin.display(description=_("attempts"))
     def attempts_link(self, obj):

@@ -212,6 +212,12 @@ class MailingRun(models.Model):
     failed_count = models.PositiveIntegerField(_("failed"), default=0)
     skipped_count = models.PositiveIntegerField(_("skipped"), default=0)
     unknown_count = models.PositiveIntegerField(_("unknown"), default=0)
+    # Failures in a row across all workers; many pause the run instead of
+    # burning the list on a broken server.
+    consecutive_failures = models.PositiveIntegerField(
+        _("failures in a row"), default=0, editable=False
+    )
+    paused_until = models.DateTimeField(_("paused until"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     objects = OwnedQuerySet.as_manager()
@@ -277,6 +283,10 @@ class Attempt(models.Model):
     server_response = models.TextField(_("server response"), blank=True)
     next_try_at = models.DateTimeField(_("next try"), null=True, blank=True)
     attempted_at = models.DateTimeField(_("time"), null=True, blank=True)
+    # Set while a worker holds the attempt (status "sending"); an expired
+    # claim tells the recovery which journal to read.
+    claim_token = models.CharField(max_length=32, blank=True, editable=False)
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     objects = OwnedQuerySet.as_manager()
@@ -302,6 +312,12 @@ class Attempt(models.Model):
                 fields=["next_try_at"],
                 name="attempt_queued_idx",
                 condition=Q(status="queued"),
+            ),
+            # Recovery looks for claims that outlived their lease.
+            models.Index(
+                fields=["claimed_at"],
+                name="attempt_sending_idx",
+                condition=Q(status="sending"),
             ),
         ]
 

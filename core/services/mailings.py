@@ -69,3 +69,31 @@ def mailings_set_enabled(*, mailings, enabled: bool, actor) -> list:
     for mailing in changed:
         mailing.is_enabled = enabled
     return changed
+
+
+def client_unsubscribe(*, token: str) -> Client | None:
+    """Unsubscribe the recipient a signed token names; None if it is invalid.
+
+    The recipient is then skipped by every mailing of that owner.
+    """
+    from django.utils import timezone
+
+    from .emails import unsubscribe_client_id
+
+    client_id = unsubscribe_client_id(token=token)
+    if client_id is None:
+        return None
+    client = Client.objects.filter(pk=client_id).first()
+    if client is not None and client.unsubscribed_at is None:
+        Client.objects.filter(pk=client.pk, unsubscribed_at__isnull=True).update(
+            unsubscribed_at=timezone.now()
+        )
+        client.refresh_from_db(fields=["unsubscribed_at"])
+    return client
+
+
+def client_for_unsubscribe(*, token: str) -> Client | None:
+    from .emails import unsubscribe_client_id
+
+    client_id = unsubscribe_client_id(token=token)
+    return Client.objects.filter(pk=client_id).first() if client_id else None

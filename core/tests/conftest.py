@@ -32,3 +32,42 @@ def manager(db):
 @pytest.fixture
 def superuser(db):
     return UserFactory(verified=True, is_superuser=True)
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server on loopback; Django's mail goes to it."""
+    from .smtp import SmtpServer
+
+    server = SmtpServer().start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = server.port
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_TIMEOUT = 10
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _dispatch_settings(settings, tmp_path):
+    """Quick retries and a journal directory of each test's own."""
+    settings.SMTP_RETRY_BACKOFF = 0
+    settings.SMTP_RATE_LIMIT = ""
+    settings.DISPATCH_JOURNAL_DIR = tmp_path / "journal"
+
+
+def pytest_collection_modifyitems(config, items):
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return
+    skip = pytest.mark.skip(
+        reason="needs PostgreSQL (row locking, concurrent workers); "
+        "set DATABASE_URL to run it"
+    )
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,195 @@
+"""Getting messages to the mail server, one recipient at a time.
+
+`SmtpTransport` keeps one SMTP connection open and speaks the envelope
+itself (MAIL, RCPT, DATA) so it can record the server's own answer, and sort
+it: 2xx sent, 4xx or a dropped connection retry later, 5xx failed for good.
+Other Django backends (files in development, memory in tests) go through
+`BackendTransport`, which can only tell accepted from refused.
+"""
+
+import smtplib
+import ssl
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.mail import get_connection
+from django.core.mail.message import sanitize_address
+
+SENT, RETRY, FAILED = "sent", "retry", "failed"
+
+
+@dataclass
+class Outcome:
+    result: str  # SENT, RETRY or FAILED
+    response: str
+
+
+class ConnectionFailed(Exception):
+    """The server could not be reached or refused the session itself."""
+
+
+def _text(code, message) -> str:
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    return f"{code} {message}".strip()
+
+
+def _classify(code: int, message) -> Outcome:
+    if 200 <= code < 300:
+        return Outcome(SENT, _text(code, message))
+    if 400 <= code < 500:
+        return Outcome(RETRY, _text(code, message))
+    return Outcome(FAILED, _text(code, message))
+
+
+def uses_smtp() -> bool:
+    return settings.EMAIL_BACKEND == "django.core.mail.backends.smtp.EmailBackend"
+
+
+class SmtpTransport:
+    """One persistent SMTP session; reconnects after the server drops it."""
+
+    def __init__(self):
+        self.backend = None
+
+    def _smtp(self):
+        if self.backend is None or self.backend.connection is None:
+            self.backend = get_connection(fail_silently=False)
+            try:
+                self.backend.open()
+            except (smtplib.SMTPException, OSError, ssl.SSLError) as error:
+                self.backend = None
+                raise ConnectionFailed(
+                    str(error) or error.__class__.__name__
+                ) from error
+        return self.backend.connection
+
+    def prepare(self) -> None:
+        """Connect if not connected; ConnectionFailed if the server is down."""
+        self._smtp()
+
+    def send(self, email_message) -> Outcome:
+        try:
+            smtp = self._smtp()
+        except ConnectionFailed as error:
+            return Outcome(RETRY, f"connection lost: {error}")
+        encoding = email_message.encoding or settings.DEFAULT_CHARSET
+        sender = sanitize_address(email_message.from_email, encoding)
+        recipient = sanitize_address(email_message.recipients()[0], encoding)
+        try:
+            data = email_message.message().as_bytes(linesep="\r\n")
+            smtp.ehlo_or_helo_if_needed()
+            code, reply = smtp.mail(sender, _mail_options(smtp, data))
+            if code != 250:
+                self._reset(smtp)
+                return _classify(code, reply)
+            code, reply = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                self._reset(smtp)
+                return _classify(code, reply)
+            code, reply = smtp.data(data)
+            return _classify(code, reply)
+        except smtplib.SMTPResponseException as error:
+            # Includes SMTPDataError; checked before OSError, its base class.
+            self._reset(smtp)
+            return _classify(error.smtp_code, error.smtp_error)
+        except (TimeoutError, OSError) as error:  # dropped connection, timeout
+            self.close()
+            return Outcome(
+                RETRY, f"connection lost: {error or error.__class__.__name__}"
+            )
+
+    def _reset(self, smtp):
+        try:
+            smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+
+    def close(self):
+        if self.backend is not None:
+            try:
+                self.backend.close()
+            except Exception:  # closing a dead socket can fail in many ways
+                pass
+            self.backend = None
+
+
+def _mail_options(smtp, data: bytes) -> list[str]:
+    options = []
+    if smtp.has_extn("smtputf8") and not data.isascii():
+        options.append("SMTPUTF8")
+    if smtp.has_extn("8bitmime"):
+        options.append("BODY=8BITMIME")
+    return options
+
+
+class BackendTransport:
+    """Any other Django mail backend: files in development, memory in tests."""
+
+    def __init__(self):
+        self.backend = get_connection(fail_silently=False)
+
+    def prepare(self) -> None:
+        pass
+
+    def send(self, email_message) -> Outcome:
+        email_message.connection = self.backend
+        try:
+            email_message.send()
+        except smtplib.SMTPResponseException as error:
+            return _classify(error.smtp_code, error.smtp_error)
+        except Exception as error:  # the backend's own failure: try again later
+            return Outcome(RETRY, str(error) or error.__class__.__name__)
+        return Outcome(SENT, f"accepted by {self.backend.__class__.__module__}")
+
+    def close(self):
+        try:
+            self.backend.close()
+        except Exception:  # nothing to release
+            pass
+
+
+def transport_open():
+    return SmtpTransport() if uses_smtp() else BackendTransport()
+
+
+class RateLimiter:
+    """A fixed-window limit shared by every worker through the cache.
+
+    SMTP_RATE_LIMIT is "N/s", "N/m" or "N/h". Each worker takes tokens just
+    before it sends; when the window is spent it waits for the next one.
+    With Redis as the cache the limit holds across machines.
+    """
+
+    UNITS = {"s": 1, "m": 60, "h": 3600}
+
+    def __init__(self, spec: str):
+        self.limit, self.window = self.parse(spec) if spec else (0, 0)
+
+    @classmethod
+    def parse(cls, spec: str) -> tuple[int, int]:
+        count, _, unit = spec.strip().partition("/")
+        unit = unit.strip().lower()[:1] or "s"
+        if unit not in cls.UNITS or not count.strip().isdigit():
+            raise ValueError(
+                f"SMTP_RATE_LIMIT must look like 50/s or 10000/h, not {spec!r}"
+            )
+        return int(count), cls.UNITS[unit]
+
+    def acquire(self) -> None:
+        if not self.limit:
+            return
+        while True:
+            now = time.time()
+            window = int(now // self.window)
+            key = f"dispatch:rate:{window}"
+            cache.add(key, 0, timeout=self.window * 2)
+            try:
+                used = cache.incr(key)
+            except ValueError:  # expired between add and incr
+                continue
+            if used <= self.limit:
+                return
+            time.sleep(max((window + 1) * self.window - now, 0.001))

@@ -1,0 +1,485 @@
+"""Sending: the pipeline against a real SMTP server on loopback."""
+
+import re
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from core.models import Attempt, Client, Mailing, MailingRun
+from core.services import delivery
+from core.services.dispatch import dispatch_tick, run_open_now
+from core.services.emails import unsubscribe_token
+
+from .factories import ClientFactory, MailingFactory, MessageFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def owner(db):
+    return UserFactory(email="shop@example.com", verified=True, groups=["clients"])
+
+
+def due_mailing(owner, recipients, **fields):
+    fields.setdefault("start_at", timezone.now() - timedelta(minutes=1))
+    mailing = MailingFactory(owner=owner, clients=recipients, **fields)
+    mailing.next_run_at = mailing.start_at
+    mailing.save()
+    return mailing
+
+
+def people(owner, count, **fields):
+    return [
+        ClientFactory(owner=owner, email=f"person{i}@example.org", **fields)
+        for i in range(count)
+    ]
+
+
+def test_due_mailing_reaches_every_recipient_once(owner, smtp_server):
+    recipients = people(owner, 5)
+    message = MessageFactory(
+        owner=owner,
+        subject="Скидки для {{ client.full_name }}",
+        body="Здравствуйте, {{ client.full_name }}!\nОтписаться: {{ unsubscribe_url }}",
+        html_body="<p>Здравствуйте, <b>{{ client.full_name }}</b></p>",
+    )
+    mailing = due_mailing(owner, recipients, message=message, title="Осень")
+
+    summary = dispatch_tick()
+
+    assert (summary.runs, summary.sent, summary.failed) == (1, 5, 0)
+    counts = smtp_server.recorder.count_by_address()
+    assert counts == {r.email: 1 for r in recipients}
+    run = MailingRun.objects.get(mailing=mailing)
+    assert run.status == MailingRun.Status.FINISHED
+    assert (run.total_count, run.sent_count, run.failed_count) == (5, 5, 0)
+    assert set(Attempt.objects.values_list("status", flat=True)) == {"sent"}
+    assert all(a.server_response.startswith("250") for a in Attempt.objects.all())
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.COMPLETED
+
+    tos, email = smtp_server.messages[0]
+    (to,) = tos
+    recipient = Client.objects.get(email=to)
+    # Long encoded subjects are folded after "Subject:"; readers unfold them.
+    assert email["Subject"].strip() == f"Скидки для {recipient.full_name}"
+    assert email.is_multipart()
+    assert (
+        email.get_body(("plain",))
+        .get_content()
+        .startswith(f"Здравствуйте, {recipient.full_name}!")
+    )
+    assert f"<b>{recipient.full_name}</b>" in email.get_body(("html",)).get_content()
+    assert re.fullmatch(r"<[^@]+@127\.0\.0\.1>", email["Message-ID"])
+    assert email["Date"]
+    assert f"mailing-{mailing.pk}." in email["List-Id"]
+    assert (
+        email["List-Unsubscribe"]
+        .strip()
+        .startswith("<http://127.0.0.1:8000/unsubscribe/")
+    )
+    assert email["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert email["Reply-To"] == owner.email
+
+
+def test_unsubscribed_recipients_are_skipped_and_reported(owner, smtp_server):
+    stays = people(owner, 2)
+    gone = ClientFactory(owner=owner, unsubscribed_at=timezone.now())
+    due_mailing(owner, [*stays, gone])
+    summary = dispatch_tick()
+    assert summary.sent == 2
+    assert gone.email not in smtp_server.recorder.count_by_address()
+    skipped = Attempt.objects.get(client=gone)
+    assert skipped.status == Attempt.Status.SKIPPED
+    run = MailingRun.objects.get()
+    assert (run.sent_count, run.skipped_count, run.total_count) == (2, 1, 3)
+
+
+@pytest.mark.parametrize("block", ["owner", "mailing"])
+def test_blocked_owner_or_disabled_mailing_sends_nothing(owner, smtp_server, block):
+    mailing = due_mailing(owner, people(owner, 3))
+    if block == "owner":
+        owner.is_active = False
+        owner.save()
+    else:
+        mailing.is_enabled = False
+        mailing.save()
+    summary = dispatch_tick()
+    assert summary.sent == 0
+    assert smtp_server.messages == []
+    assert not MailingRun.objects.exists()
+
+
+def test_disabling_a_running_mailing_stops_its_queued_attempts(owner, smtp_server):
+    mailing = due_mailing(owner, people(owner, 3))
+    run = run_open_now(mailing=mailing)
+    Mailing.objects.filter(pk=mailing.pk).update(is_enabled=False)
+    assert delivery.attempts_deliver(time_budget=30).sent == 0
+    Mailing.objects.filter(pk=mailing.pk).update(is_enabled=True)
+    assert delivery.attempts_deliver(time_budget=30).sent == 3
+    run.refresh_from_db()
+    assert run.status == MailingRun.Status.FINISHED
+
+
+def test_temporary_failures_are_retried_and_the_message_arrives_once(
+    owner, smtp_server, settings
+):
+    settings.SMTP_MAX_RETRIES = 3
+    (person,) = people(owner, 1)
+    smtp_server.recorder.script[person.email] = [
+        "451 4.3.0 Mailbox busy, try later",
+        "451 4.3.0 Mailbox busy, try later",
+    ]
+    due_mailing(owner, [person])
+    summary = dispatch_tick()
+    assert summary.sent == 1
+    assert smtp_server.recorder.count_by_address() == {person.email: 1}
+    attempt = Attempt.objects.get()
+    assert attempt.status == Attempt.Status.SENT
+    assert attempt.tries == 3
+
+
+def test_temporary_failures_give_up_after_the_retry_limit(owner, smtp_server, settings):
+    settings.SMTP_MAX_RETRIES = 2
+    (person,) = people(owner, 1)
+    smtp_server.recorder.script[person.email] = ["451 4.3.0 Try later"] * 5
+    due_mailing(owner, [person])
+    dispatch_tick()
+    attempt = Attempt.objects.get()
+    assert attempt.status == Attempt.Status.FAILED
+    assert attempt.tries == 2
+    assert attempt.server_response == "451 4.3.0 Try later"
+
+
+def test_permanent_failure_is_recorded_with_the_servers_text(owner, smtp_server):
+    good, bad = people(owner, 2)
+    smtp_server.recorder.reject[bad.email] = "550 5.1.1 No such user here"
+    due_mailing(owner, [good, bad])
+    summary = dispatch_tick()
+    assert (summary.sent, summary.failed) == (1, 1)
+    failed = Attempt.objects.get(client=bad)
+    assert failed.status == Attempt.Status.FAILED
+    assert failed.server_response == "550 5.1.1 No such user here"
+    assert failed.tries == 1
+    run = MailingRun.objects.get()
+    assert (run.sent_count, run.failed_count, run.status) == (1, 1, "finished")
+
+
+def test_server_down_then_back_loses_nothing(owner, settings):
+    from .smtp import SmtpServer, free_port
+
+    port = free_port()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = (
+        "127.0.0.1",
+        port,
+        5,
+    )
+    recipients = people(owner, 4)
+    due_mailing(owner, recipients)
+
+    down = dispatch_tick()
+    assert down.sent == 0
+    attempts = Attempt.objects.all()
+    assert {a.status for a in attempts} == {"queued"}
+    assert {a.tries for a in attempts} == {0}
+    assert "unreachable" in attempts[0].server_response
+
+    server = SmtpServer(port=port).start()
+    try:
+        back = dispatch_tick()
+    finally:
+        server.stop()
+    assert back.sent == 4
+    assert server.recorder.count_by_address() == {r.email: 1 for r in recipients}
+
+
+def test_many_failures_in_a_row_pause_the_run(owner, smtp_server, settings):
+    settings.SMTP_MAX_CONSECUTIVE_ERRORS = 5
+    settings.SMTP_CONCURRENCY = 1
+    recipients = people(owner, 12)
+    for person in recipients:
+        smtp_server.recorder.reject[person.email] = "550 5.7.1 Relaying denied"
+    due_mailing(owner, recipients)
+    summary = dispatch_tick()
+    assert summary.failed == 5
+    run = MailingRun.objects.get()
+    assert run.status == MailingRun.Status.PAUSED
+    assert run.paused_until > timezone.now()
+    assert Attempt.objects.filter(status="queued").count() == 7
+
+    # Once the pause is over the run resumes (here: the server is fixed).
+    smtp_server.recorder.reject.clear()
+    with time_machine.travel(run.paused_until + timedelta(seconds=1)):
+        resumed = dispatch_tick()
+    assert resumed.sent == 7
+    run.refresh_from_db()
+    assert run.status == MailingRun.Status.FINISHED
+
+
+def test_scheduler_down_for_three_days_sends_a_daily_mailing_once(owner, smtp_server):
+    start = timezone.now().replace(microsecond=0) - timedelta(days=3, minutes=5)
+    mailing = due_mailing(
+        owner, people(owner, 2), start_at=start, periodicity=Mailing.Periodicity.DAILY
+    )
+    summary = dispatch_tick()
+    assert (summary.runs, summary.skipped_runs, summary.sent) == (1, 3, 2)
+    runs = MailingRun.objects.order_by("scheduled_for")
+    assert [r.status for r in runs] == ["skipped"] * 3 + ["finished"]
+    assert runs.last().scheduled_for == start + timedelta(days=3)
+    mailing.refresh_from_db()
+    assert mailing.next_run_at == start + timedelta(days=4)
+    assert mailing.status == Mailing.Status.RUNNING
+
+    # The next tick the same day sends nothing more.
+    assert dispatch_tick().sent == 0
+    assert len(smtp_server.messages) == 2
+
+
+def test_mailing_whose_recipients_were_all_deleted_finishes_empty(owner, smtp_server):
+    recipients = people(owner, 2)
+    mailing = due_mailing(owner, recipients)
+    Client.objects.filter(pk__in=[r.pk for r in recipients]).delete()
+    summary = dispatch_tick()
+    assert summary.runs == 1 and summary.sent == 0
+    run = MailingRun.objects.get(mailing=mailing)
+    assert (run.total_count, run.status) == (0, MailingRun.Status.FINISHED)
+
+
+def test_names_and_subjects_cannot_inject_headers(owner, smtp_server):
+    person = ClientFactory(
+        owner=owner, full_name="Eve\r\nBcc: victim@example.net", email="eve@example.org"
+    )
+    message = MessageFactory(
+        owner=owner, subject="Привет {{ client.full_name }}\nX-Injected: yes"
+    )
+    due_mailing(owner, [person], message=message)
+    dispatch_tick()
+    ((tos, email),) = smtp_server.messages
+    assert tos == ["eve@example.org"]
+    assert "X-Injected" not in email and "Bcc" not in email
+    assert "\n" not in email["Subject"]
+
+
+def test_template_reaches_nothing_beyond_its_context(owner, smtp_server):
+    message = MessageFactory(
+        owner=owner,
+        subject="{{ client.full_name }}{{ missing }}",
+        body="[{{ client.owner.password }}][{{ mailing.owner.email }}][{{ settings }}]",
+    )
+    (person,) = people(owner, 1)
+    due_mailing(owner, [person], message=message)
+    dispatch_tick()
+    ((_, email),) = smtp_server.messages
+    assert email.get_body(("plain",)).get_content().strip() == "[][][]"
+    assert email["Subject"].strip() == person.full_name
+
+
+def test_interrupted_worker_is_recovered_from_its_journal(owner, smtp_server, settings):
+    """A worker killed mid-batch: answered, in flight and untouched attempts."""
+    recipients = people(owner, 4)
+    mailing = due_mailing(owner, recipients)
+    run_open_now(mailing=mailing)
+    token = delivery.new_token()
+    journal = delivery.Journal(token)
+    held = delivery.attempts_claim(token=token, limit=10)
+    sent, in_flight, untouched = held[0], held[1], held[2:]
+    journal.in_flight(sent.pk)
+    journal.answered(sent.pk, "sent", "250 2.0.0 Ok: queued as 1")
+    journal.in_flight(in_flight.pk)
+    # ... and the worker dies here: nothing reached the database.
+
+    later = timezone.now() + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS + 1)
+    with time_machine.travel(later):
+        summary = dispatch_tick()
+
+    states = {a.pk: a for a in Attempt.objects.all()}
+    assert states[sent.pk].status == "sent"
+    assert states[sent.pk].server_response == "250 2.0.0 Ok: queued as 1"
+    assert states[in_flight.pk].status == "unknown"
+    assert {states[a.pk].status for a in untouched} == {"sent"}
+    assert summary.unknown == 1
+    delivered = smtp_server.recorder.count_by_address()
+    assert sent.email not in delivered and in_flight.email not in delivered
+    assert all(delivered[a.email] == 1 for a in untouched)
+    run = MailingRun.objects.get()
+    assert (run.sent_count, run.unknown_count, run.status) == (3, 1, "finished")
+
+
+def test_claims_without_a_journal_become_unknown_never_resent(
+    owner, smtp_server, settings
+):
+    mailing = due_mailing(owner, people(owner, 3))
+    run_open_now(mailing=mailing)
+    held = delivery.attempts_claim(token=delivery.new_token(), limit=10)
+    later = timezone.now() + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS + 1)
+    with time_machine.travel(later):
+        summary = dispatch_tick()
+    assert summary.unknown == len(held) == 3
+    assert smtp_server.messages == []
+
+
+def test_live_claims_are_left_alone(owner, smtp_server):
+    mailing = due_mailing(owner, people(owner, 2))
+    run_open_now(mailing=mailing)
+    delivery.attempts_claim(token=delivery.new_token(), limit=10)
+    summary = dispatch_tick()
+    assert (summary.unknown, summary.sent) == (0, 0)
+    assert set(Attempt.objects.values_list("status", flat=True)) == {"sending"}
+
+
+# --- the command -----------------------------------------------------------
+
+
+def test_command_dry_run_shows_and_writes_nothing(owner, smtp_server, capsys):
+    due_mailing(owner, people(owner, 3), title="Распродажа")
+    call_command("send_scheduled_emails", "--dry-run")
+    out = capsys.readouterr().out
+    assert "Распродажа" in out and "3 recipient(s)" in out
+    assert not MailingRun.objects.exists() and smtp_server.messages == []
+
+
+def test_command_sends_one_mailing_now_and_summarises(owner, smtp_server, capsys):
+    later = MailingFactory(
+        owner=owner,
+        clients=people(owner, 2),
+        start_at=timezone.now() + timedelta(days=7),
+    )
+    call_command("send_scheduled_emails", "--mailing", str(later.pk))
+    out = capsys.readouterr().out
+    assert "sent 2" in out and "failed 0" in out
+    later.refresh_from_db()
+    assert later.next_run_at is None  # a one-off mailing is done by it
+    assert len(smtp_server.messages) == 2
+
+
+def test_command_refuses_an_unknown_mailing():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="no mailing with id 999"):
+        call_command("send_scheduled_emails", "--mailing", "999")
+
+
+# --- admin actions ----------------------------------------------------------
+
+
+@pytest.fixture
+def inline_tasks(monkeypatch):
+    """Run queued django-q2 tasks at once, as a worker would."""
+    from django.utils.module_loading import import_string
+
+    from core import tasks
+
+    monkeypatch.setattr(
+        tasks, "async_task", lambda func, *args: import_string(func)(*args)
+    )
+
+
+def test_send_now_from_the_admin(client, owner, smtp_server, inline_tasks):
+    mailing = MailingFactory(
+        owner=owner,
+        clients=people(owner, 3),
+        start_at=timezone.now() + timedelta(days=1),
+    )
+    client.force_login(owner)
+    response = client.post(
+        reverse("admin:core_mailing_changelist"),
+        {"action": "send_now", "_selected_action": [mailing.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert len(smtp_server.messages) == 3
+    assert MailingRun.objects.get().sent_count == 3
+
+
+def test_send_now_refuses_another_users_mailing(
+    client, owner, smtp_server, inline_tasks
+):
+    other = UserFactory(verified=True, groups=["clients"])
+    foreign = MailingFactory(owner=other, clients=[ClientFactory(owner=other)])
+    client.force_login(owner)
+    client.post(
+        reverse("admin:core_mailing_changelist"),
+        {"action": "send_now", "_selected_action": [foreign.pk]},
+    )
+    assert smtp_server.messages == [] and not MailingRun.objects.exists()
+
+
+def test_retry_failed_recipients_from_the_report(
+    client, owner, smtp_server, inline_tasks, settings
+):
+    settings.SMTP_MAX_RETRIES = 1
+    recipients = people(owner, 3)
+    smtp_server.recorder.reject[recipients[0].email] = "450 4.2.0 Mailbox full"
+    due_mailing(owner, recipients)
+    dispatch_tick()
+    run = MailingRun.objects.get()
+    assert run.failed_count == 1
+
+    smtp_server.recorder.reject.clear()
+    client.force_login(owner)
+    client.post(
+        reverse("admin:core_mailingrun_changelist"),
+        {"action": "retry_failed", "_selected_action": [run.pk]},
+    )
+    run.refresh_from_db()
+    assert (run.sent_count, run.failed_count, run.status) == (3, 0, "finished")
+    assert smtp_server.recorder.count_by_address()[recipients[0].email] == 1
+
+
+# --- unsubscribing ----------------------------------------------------------
+
+
+def test_unsubscribe_link_asks_then_unsubscribes(client, owner):
+    person = ClientFactory(owner=owner)
+    url = reverse("unsubscribe", args=[unsubscribe_token(client_id=person.pk)])
+    page = client.get(url)
+    assert page.status_code == 200 and page.context["outcome"] == "confirm"
+    person.refresh_from_db()
+    assert person.unsubscribed_at is None
+
+    done = client.post(url)
+    assert done.status_code == 200 and done.context["outcome"] == "done"
+    person.refresh_from_db()
+    assert person.unsubscribed_at is not None
+    assert client.post(url).status_code == 200  # twice is fine
+
+
+def test_one_click_unsubscribe_needs_no_form_or_cookie(owner):
+    from django.test import Client as MailProgram
+
+    person = ClientFactory(owner=owner)
+    url = reverse("unsubscribe", args=[unsubscribe_token(client_id=person.pk)])
+    response = MailProgram(enforce_csrf_checks=True).post(
+        url,
+        "List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200
+    person.refresh_from_db()
+    assert person.unsubscribed_at is not None
+
+
+def test_tampered_unsubscribe_token_is_refused(client, owner):
+    person = ClientFactory(owner=owner)
+    token = unsubscribe_token(client_id=person.pk)
+    for bad in (token[:-2] + "xx", "garbage", token.replace(":", "!")):
+        response = client.post(reverse("unsubscribe", args=[bad]))
+        assert response.status_code == 400
+    person.refresh_from_db()
+    assert person.unsubscribed_at is None
+
+
+def test_unsubscribed_recipient_is_skipped_by_every_mailing_of_the_owner(
+    client, owner, smtp_server
+):
+    person, other = people(owner, 2)
+    client.post(reverse("unsubscribe", args=[unsubscribe_token(client_id=person.pk)]))
+    due_mailing(owner, [person, other])
+    due_mailing(owner, [person])
+    dispatch_tick()
+    assert smtp_server.recorder.count_by_address() == {other.email: 1}
