@@ -6,6 +6,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from core.services.dashboard import dashboard_figures
+
 
 class MailingAdminSite(admin.AdminSite):
     """The admin, entered through the public login page.
@@ -17,6 +19,14 @@ class MailingAdminSite(admin.AdminSite):
     site_header = _("Mailing service")
     site_title = _("Mailing service")
     index_title = _("Back office")
+    index_template = "admin/core/index.html"
+
+    def index(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "dashboard": dashboard_figures(user=request.user),
+        }
+        return super().index(request, extra_context)
 
     def login(self, request, extra_context=None):
         if request.user.is_authenticated:
