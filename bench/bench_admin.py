@@ -77,8 +77,7 @@ def seed():
         "WHEN c.id %% 97 = 0 THEN 'skipped' ELSE 'sent' END"
     )
     response = (
-        "CASE WHEN c.id %% 50 = 0 THEN '550 5.1.1 User unknown' "
-        "ELSE '250 2.0.0 Ok' END"
+        "CASE WHEN c.id %% 50 = 0 THEN '550 5.1.1 User unknown' ELSE '250 2.0.0 Ok' END"
     )
     now_sql = "CURRENT_TIMESTAMP"
     with connection.cursor() as cursor:

@@ -70,9 +70,12 @@ def _missed_occurrences(mailing, latest) -> list:
 def _open_scheduled_run(mailing, *, now) -> Summary:
     summary = Summary()
     latest = occurrence_latest_due(mailing=mailing, now=now)
-    if latest is None or latest < mailing.next_run_at:
-        # Nothing due after all (the end passed): move on without sending.
-        mailing.next_run_at = occurrence_after(mailing=mailing, moment=now)
+    if latest is None or (mailing.last_run_at and latest <= mailing.last_run_at):
+        # Nothing new is due (the end passed, or this occurrence already
+        # ran): move on without sending.
+        mailing.next_run_at = occurrence_after(
+            mailing=mailing, moment=max(filter(None, [now, mailing.last_run_at]))
+        )
         mailing.save(update_fields=["next_run_at"])
         return summary
     missed = _missed_occurrences(mailing, latest)

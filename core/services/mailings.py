@@ -62,7 +62,12 @@ def mailing_reschedule(*, mailing) -> None:
 def mailings_set_enabled(*, mailings, enabled: bool, actor) -> list:
     """A manager switches mailings off or on; returns the ones that changed."""
     with transaction.atomic():
-        changed = list(mailings.select_for_update().exclude(is_enabled=enabled))
+        # A fresh queryset: the admin's carries annotations (GROUP BY) that
+        # cannot be locked.
+        rows = Mailing.objects.filter(
+            pk__in=list(mailings.values_list("pk", flat=True))
+        )
+        changed = list(rows.select_for_update().exclude(is_enabled=enabled))
         Mailing.objects.filter(pk__in=[m.pk for m in changed]).update(
             is_enabled=enabled
         )

@@ -145,7 +145,7 @@ anonymous, logged_in = Client(), Client()
 logged_in.force_login(admin)
 pages = {
     anonymous: ["/", "/login/", "/signup/", "/password-reset/", "/verify/resend/",
-                "/static/vendor/bootswatch/flatly/bootstrap.min.css",
+                "/static/vendor/bootswatch/cerulean/bootstrap.min.css",
                 "/static/core/site.css"],
     logged_in: ["/admin/", "/admin/core/user/", "/admin/core/user/add/",
                 f"/admin/core/user/{admin.pk}/change/", "/admin/auth/group/",

@@ -1,0 +1,183 @@
+"""Many workers, a killed worker: each address gets at most one copy.
+
+These start real processes (send_scheduled_emails, qcluster) against the
+test database, so they need PostgreSQL's row locks.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from core.models import Attempt, Client, Mailing, MailingRun, Message
+
+from .factories import UserFactory
+from .smtp import SmtpServer
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+FINAL = {"sent", "failed", "skipped", "unknown"}
+
+
+def database_url() -> str:
+    db = settings.DATABASES["default"]
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+    return f"postgres://{auth}@{host}/{db['NAME']}"
+
+
+@pytest.fixture
+def sink():
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def worker_env(sink, tmp_path):
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "ENV_FILE": str(tmp_path / "none.env"),
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DATABASE_URL": database_url(),
+        "EMAIL_URL": f"smtp://127.0.0.1:{sink.port}",
+        "CACHE_URL": "locmemcache://",
+        "DISPATCH_JOURNAL_DIR": str(tmp_path / "journal"),
+        "SMTP_CONCURRENCY": "4",
+        "DISPATCH_BATCH_SIZE": "50",
+        "SMTP_RETRY_BACKOFF": "0",
+        "Q_WORKERS": "2",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def due_mailing(recipients: int) -> Mailing:
+    owner = UserFactory(verified=True, groups=["clients"])
+    Client.objects.bulk_create(
+        Client(owner=owner, email=f"person{i:05d}@example.org")
+        for i in range(recipients)
+    )
+    message = Message.objects.create(
+        owner=owner, subject="Привет", body="Здравствуйте, {{ client.email }}"
+    )
+    mailing = Mailing.objects.create(
+        owner=owner,
+        title="Большая рассылка",
+        message=message,
+        start_at=timezone.now(),
+        next_run_at=timezone.now(),
+    )
+    mailing.clients.set(Client.objects.filter(owner=owner))
+    return mailing
+
+
+def start(args, env, tmp_path, name):
+    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115  closed by the OS at exit
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_until(predicate, timeout=180, step=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def all_final():
+    connection.close()  # see the other processes' commits
+    return (
+        Attempt.objects.exists()
+        and not Attempt.objects.exclude(status__in=FINAL).exists()
+    )
+
+
+def stop(process):
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_two_commands_and_a_cluster_deliver_each_address_exactly_once(
+    sink, worker_env, tmp_path
+):
+    mailing = due_mailing(2000)
+    from django_q.tasks import async_task
+
+    async_task("core.tasks.tick")  # the cluster picks it up as it starts
+    processes = [
+        start(["send_scheduled_emails"], worker_env, tmp_path, "command-1"),
+        start(["send_scheduled_emails"], worker_env, tmp_path, "command-2"),
+        start(["qcluster"], worker_env, tmp_path, "cluster"),
+    ]
+    try:
+        assert wait_until(all_final), "attempts still open: " + ", ".join(
+            (tmp_path / f"{n}.log").read_text()[-500:]
+            for n in ("command-1", "command-2", "cluster")
+        )
+        assert wait_until(lambda: processes[0].poll() is not None, timeout=60)
+        assert wait_until(lambda: processes[1].poll() is not None, timeout=60)
+    finally:
+        for process in processes:
+            stop(process)
+
+    counts = sink.recorder.count_by_address()
+    assert len(counts) == 2000
+    assert max(counts.values()) == 1
+    connection.close()
+    assert MailingRun.objects.filter(mailing=mailing).count() == 1
+    run = MailingRun.objects.get(mailing=mailing)
+    assert (run.sent_count, run.status) == (2000, "finished")
+    assert Attempt.objects.filter(status="sent").count() == 2000
+
+
+def test_killed_worker_sends_no_address_twice(sink, worker_env, tmp_path):
+    due_mailing(2000)
+    sink.recorder.delay = 0.005
+    env = {**worker_env, "DISPATCH_LEASE_SECONDS": "4"}
+    first = start(["send_scheduled_emails"], env, tmp_path, "first")
+    assert wait_until(lambda: len(sink.messages) >= 400, timeout=120)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    delivered_before = len(sink.messages)
+    assert delivered_before < 2000
+
+    time.sleep(4.5)  # the dead worker's lease runs out
+    second = start(["send_scheduled_emails"], env, tmp_path, "second")
+    try:
+        assert wait_until(all_final), (tmp_path / "second.log").read_text()[-2000:]
+        second.wait(timeout=60)
+    finally:
+        stop(second)
+
+    counts = sink.recorder.count_by_address()
+    assert max(counts.values()) == 1, "an address received two copies"
+    connection.close()
+    unknown = Attempt.objects.filter(status="unknown").count()
+    sent = Attempt.objects.filter(status="sent").count()
+    assert unknown <= int(env["SMTP_CONCURRENCY"])
+    assert sent + unknown == 2000
+    # Every message the server accepted is either recorded as sent or, for
+    # the ones in flight at the kill, as unknown; none is recorded twice.
+    assert sent <= len(counts) <= sent + unknown
