@@ -306,3 +306,39 @@ def test_owner_cannot_grant_another_user_rights_on_their_row(client, world):
     )
     assert response.status_code == 302
     assert not world["b"].has_perm("core.change_mailing", mailing)
+
+
+# --- import and export of recipients -----------------------------------------
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_recipient_import_and_export_answer_each_role(client, world, role):
+    as_role(client, world, role)
+    import_page = client.get(reverse("admin:core_client_import"))
+    export = client.get(reverse("admin:core_client_export"))
+    if role in ("anonymous", "blocked"):
+        assert is_login_redirect(import_page) and is_login_redirect(export)
+        return
+    assert import_page.status_code == (403 if role == "manager" else 200)
+    assert export.status_code == 200
+    csv_text = b"".join(export.streaming_content).decode("utf-8-sig")
+    a_email, b_email = world["rows_a"].client.email, world["rows_b"].client.email
+    sees = {
+        "client_a": {a_email},
+        "client_b": {b_email},
+        "manager": {a_email, b_email},
+        "superuser": {a_email, b_email},
+    }[role]
+    assert {e for e in (a_email, b_email) if e in csv_text} == sees
+
+
+def test_manager_cannot_import_into_anyones_list(client, world):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    as_role(client, world, "manager")
+    upload = SimpleUploadedFile("list.csv", b"email\nnew@example.com\n", "text/csv")
+    response = client.post(
+        reverse("admin:core_client_import"), {"import_file": upload, "format": 0}
+    )
+    assert response.status_code == 403
+    assert not Client.objects.filter(email="new@example.com").exists()
