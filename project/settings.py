@@ -316,8 +316,27 @@ JAZZMIN_SETTINGS = {
     "icons": {
         "auth.Group": "fas fa-users",
         "core.User": "fas fa-user",
+        "core.Client": "fas fa-address-book",
+        "core.Message": "fas fa-envelope-open-text",
+        "core.Mailing": "fas fa-paper-plane",
+        "core.MailingRun": "fas fa-history",
+        "core.Attempt": "fas fa-list-alt",
+        "core.Article": "fas fa-newspaper",
+        "django_q": "fas fa-tasks",
     },
-    "order_with_respect_to": ["core", "auth"],
+    # The order of the work: recipients, then messages, then mailings and
+    # their reports.
+    "order_with_respect_to": [
+        "core",
+        "core.client",
+        "core.message",
+        "core.mailing",
+        "core.mailingrun",
+        "core.attempt",
+        "core.article",
+        "core.user",
+        "auth",
+    ],
 }
 # Bootswatch themes that @import Google Fonts are avoided: every asset is local.
 JAZZMIN_UI_TWEAKS = {"theme": "cerulean"}
