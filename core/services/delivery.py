@@ -236,7 +236,9 @@ class Sender:
         try:
             transport.prepare()
         except transports.ConnectionFailed as error:
-            batch.unreachable = f"server unreachable: {error}"
+            batch.unreachable = (
+                f"no SMTP session (server down or login refused): {error}"
+            )
             return Result(attempt, RELEASED, batch.unreachable)
         self.limiter.acquire()
         batch.journal.in_flight(attempt.pk)

@@ -187,7 +187,7 @@ def test_server_down_then_back_loses_nothing(owner, settings):
     attempts = Attempt.objects.all()
     assert {a.status for a in attempts} == {"queued"}
     assert {a.tries for a in attempts} == {0}
-    assert "unreachable" in attempts[0].server_response
+    assert "no SMTP session" in attempts[0].server_response
 
     server = SmtpServer(port=port).start()
     try:
@@ -483,3 +483,47 @@ def test_unsubscribed_recipient_is_skipped_by_every_mailing_of_the_owner(
     due_mailing(owner, [person])
     dispatch_tick()
     assert smtp_server.recorder.count_by_address() == {other.email: 1}
+
+
+def test_wrong_smtp_password_is_reported_and_loses_nothing(owner, settings):
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from .smtp import Recorder, free_port
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login in (b"shop", "shop") and auth_data.password in (
+            b"right",
+            "right",
+        )
+        # handled=False: aiosmtpd answers 535 itself.
+        return AuthResult(success=ok, handled=False)
+
+    port = free_port()
+    controller = Controller(
+        Recorder(),
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticator,
+        auth_require_tls=False,
+        auth_required=True,
+    )
+    controller.start()
+    try:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+        settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = "shop", "wrong"
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        due_mailing(owner, people(owner, 2))
+        summary = dispatch_tick()
+        assert (summary.sent, summary.failed) == (0, 0)
+        attempts = Attempt.objects.all()
+        assert {a.status for a in attempts} == {"queued"}
+        assert all("535" in a.server_response for a in attempts), [
+            a.server_response for a in attempts
+        ]
+
+        settings.EMAIL_HOST_PASSWORD = "right"
+        assert dispatch_tick().sent == 2
+    finally:
+        controller.stop()
