@@ -5,6 +5,7 @@ test database, so they need PostgreSQL's row locks.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,3 +182,67 @@ def test_killed_worker_sends_no_address_twice(sink, worker_env, tmp_path):
     # Every message the server accepted is either recorded as sent or, for
     # the ones in flight at the kill, as unknown; none is recorded twice.
     assert sent <= len(counts) <= sent + unknown
+
+
+def test_two_clusters_on_redis_deliver_each_address_exactly_once(
+    sink, worker_env, tmp_path
+):
+    """Workers on two machines share PostgreSQL and Redis (the broker)."""
+    redis_url = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
+    redis = pytest.importorskip("redis").Redis.from_url(redis_url)
+    try:
+        redis.ping()
+    except Exception as error:  # no server: say why instead of failing
+        pytest.skip(f"Redis at {redis_url} is not reachable: {error}")
+    redis.flushdb()
+    from django_q.models import Schedule, Task
+
+    # Only the two ticks queued below run: no scheduled tick joins in.
+    Schedule.objects.all().delete()
+    due_mailing(5000)
+    env = {**worker_env, "REDIS_URL": redis_url}
+    env.pop("CACHE_URL")
+    clusters = [
+        start(
+            ["qcluster"],
+            {**env, "DISPATCH_JOURNAL_DIR": str(tmp_path / f"j{i}")},
+            tmp_path,
+            f"cluster-{i}",
+        )
+        for i in (1, 2)
+    ]
+    try:
+        # Two ticks on the shared broker; either cluster may take either.
+        subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "shell",
+                "-c",
+                "from django_q.tasks import async_task\n"
+                "async_task('core.tasks.tick'); async_task('core.tasks.tick')",
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        assert wait_until(all_final, timeout=240), "\n".join(
+            (tmp_path / f"cluster-{i}.log").read_text()[-1000:] for i in (1, 2)
+        )
+        assert wait_until(lambda: Task.objects.count() == 2, timeout=60)
+    finally:
+        for cluster in clusters:
+            stop(cluster)
+        redis.flushdb()
+
+    counts = sink.recorder.count_by_address()
+    assert len(counts) == 5000
+    assert max(counts.values()) == 1
+    connection.close()
+    assert Attempt.objects.filter(status="sent").count() == 5000
+    # Each tick reports what it sent; together they sent everything once.
+    sent = [
+        int(re.search(r"sent (\d+)", t.result).group(1)) for t in Task.objects.all()
+    ]
+    assert len(sent) == 2 and sum(sent) == 5000
