@@ -8,7 +8,7 @@ PORT ?= 8000
 # Every worker shares the machine's cores with the test database.
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test lint format bench messages clean
+.PHONY: install run run-prod test lint format bench messages clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,20 @@ run: install
 	@trap 'kill 0' EXIT INT TERM; \
 		$(MANAGE) qcluster & \
 		$(MANAGE) runserver $(HOST):$(PORT)
+
+# Production mode on this machine: DEBUG=False behind gunicorn with the
+# manifest static storage, plus the worker. Needs SECRET_KEY and
+# ALLOWED_HOSTS (in .env or the environment); plain HTTP on loopback, so
+# the HTTPS redirect and secure cookies are off here only.
+run-prod: install
+	@mkdir -p var/mail
+	DEBUG=False SECURE_SSL_REDIRECT=False SESSION_COOKIE_SECURE=False CSRF_COOKIE_SECURE=False \
+		$(MANAGE) collectstatic --no-input -v 0
+	DEBUG=False $(MANAGE) migrate --no-input
+	@trap 'kill 0' EXIT INT TERM; \
+		export DEBUG=False SECURE_SSL_REDIRECT=False SESSION_COOKIE_SECURE=False CSRF_COOKIE_SECURE=False; \
+		$(MANAGE) qcluster & \
+		$(VENV)/bin/gunicorn project.wsgi --bind $(HOST):$(PORT) --workers 3 --access-logfile -
 
 test: install lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
