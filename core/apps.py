@@ -12,7 +12,8 @@ class CoreConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_migrate
 
-        from .services import permissions  # noqa: F401  connects the grant signal
+        # Connect the signals: owners' grants, and the public site's caches.
+        from .services import blog, permissions, site  # noqa: F401
         from .tasks import schedule_ensure
 
         # The dispatch schedule follows DISPATCH_PERIOD_MINUTES after each migrate.

@@ -1,9 +1,22 @@
+from django.contrib.sitemaps.views import sitemap
 from django.urls import path
 
 from . import views
+from .feeds import ArticleFeed
+from .sitemaps import SITEMAPS
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("blog/", views.blog_list, name="blog"),
+    # Before the article: no article may be called "feed" (see services.blog).
+    path("blog/feed/", ArticleFeed(), name="blog_feed"),
+    path("blog/<slug:slug>/", views.blog_article, name="blog_article"),
+    path(
+        "sitemap.xml",
+        sitemap,
+        {"sitemaps": SITEMAPS},
+        name="django.contrib.sitemaps.views.sitemap",
+    ),
     path("signup/", views.signup, name="signup"),
     path("signup/done/", views.signup_done, name="signup_done"),
     path("verify/resend/", views.resend_verification, name="verify_resend"),

@@ -1,4 +1,4 @@
-"""The public site: home and accounts. Views parse input and call services."""
+"""The public site: home, blog and accounts. Views parse input and call services."""
 
 from django.conf import settings
 from django.contrib import messages
@@ -6,17 +6,18 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 from django_ratelimit.decorators import ratelimit
 
 from .forms import EmailAuthenticationForm, EmailForm, ProfileForm, SignupForm
-from .services import accounts
+from .services import accounts, blog, site
 from .services import mailings as mailing_services
 
 # Mail-sending forms: a handful per hour from one address (IP) or for one
@@ -39,7 +40,38 @@ def throttle_mail(view):
 
 
 def home(request):
-    return render(request, "core/home.html")
+    return render(
+        request,
+        "core/home.html",
+        {"figures": site.site_figures(), "articles": blog.blog_home_articles()},
+    )
+
+
+# The blog's data comes from the cache (core.services.blog); the pages are
+# rendered per request, because the top bar shows who is logged in and the
+# language switcher carries the visitor's own CSRF token.
+
+
+@require_safe
+def blog_list(request):
+    page = blog.blog_page(number=request.GET.get("page", 1))
+    return render(request, "core/blog/list.html", {"page": page})
+
+
+@require_safe
+def blog_article(request, slug):
+    article = blog.blog_article(slug=slug)
+    if article is None:
+        raise Http404
+    views = None
+    if request.method == "GET":
+        # Counted in the database on every view, cached page or not.
+        views = blog.blog_article_count_view(article_id=article["id"])
+        if views is None:
+            raise Http404
+    return render(
+        request, "core/blog/article.html", {"article": article, "views": views}
+    )
 
 
 @sensitive_post_parameters("password1", "password2")
@@ -206,3 +238,8 @@ def unsubscribe(request, token):
         template,
         {"outcome": outcome, "email": client.email, "token": token},
     )
+
+
+def csrf_failure(request, reason=""):
+    """Our own page for an expired or cookie-less form, in the visitor's language."""
+    return render(request, "403_csrf.html", status=403)

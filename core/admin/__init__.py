@@ -1,1 +1,1 @@
-from . import clients, mailings, users  # noqa: F401  registers the back office
+from . import blog, clients, mailings, users  # noqa: F401  registers the back office

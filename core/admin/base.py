@@ -10,6 +10,8 @@
 from django.contrib import admin
 from guardian.admin import ReinforcedGuardedModelAdminMixin
 
+from core.models.base import owner_field_name
+
 
 def perm_name(model, action):
     return f"{model._meta.app_label}.{action}_{model._meta.model_name}"
@@ -23,6 +25,10 @@ class OwnedAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
     list_per_page = 50
 
     # --- who sees what -------------------------------------------------
+    @property
+    def owner_field(self):
+        return owner_field_name(self.model)
+
     def sees_all(self, request):
         return request.user.has_perm(perm_name(self.model, "view"))
 
@@ -34,7 +40,7 @@ class OwnedAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
         queryset = super().get_queryset(request)
         if request.user.is_superuser or self.sees_all(request):
             return queryset
-        return queryset.filter(owner=request.user)
+        return queryset.filter(**{self.owner_field: request.user})
 
     def has_view_permission(self, request, obj=None):
         if request.user.is_superuser or self.sees_all(request):
@@ -68,23 +74,23 @@ class OwnedAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if not change:
-            obj.owner = request.user
+            setattr(obj, self.owner_field, request.user)
         super().save_model(request, obj, form, change)
 
     def get_list_display(self, request):
         display = list(super().get_list_display(request))
         if request.user.is_superuser or self.sees_all(request):
-            display.append("owner")
+            display.append(self.owner_field)
         return display
 
     def get_list_filter(self, request):
         filters = list(super().get_list_filter(request))
         if request.user.is_superuser or self.sees_all(request):
-            filters.append(("owner", admin.RelatedOnlyFieldListFilter))
+            filters.append((self.owner_field, admin.RelatedOnlyFieldListFilter))
         return filters
 
     def get_search_fields(self, request):
         fields = list(super().get_search_fields(request))
         if request.user.is_superuser or self.sees_all(request):
-            fields.append("owner__email")
+            fields.append(f"{self.owner_field}__email")
         return fields

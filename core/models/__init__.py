@@ -1,6 +1,8 @@
+from .blog import Article
 from .clients import Client
 from .mailings import Attempt, Mailing, MailingRun, Message
 from .permissions import (
+    ArticleUserObjectPermission,
     ClientUserObjectPermission,
     MailingUserObjectPermission,
     MessageUserObjectPermission,
@@ -8,6 +10,8 @@ from .permissions import (
 from .users import User
 
 __all__ = [
+    "Article",
+    "ArticleUserObjectPermission",
     "Attempt",
     "Client",
     "ClientUserObjectPermission",

@@ -3,11 +3,16 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 
+def owner_field_name(model) -> str:
+    """The foreign key naming a row's owner: `owner`, or e.g. `author`."""
+    return getattr(model, "owner_field", "owner")
+
+
 class OwnedQuerySet(models.QuerySet):
     """Rows that belong to one user; permissions on them follow the owner."""
 
     def owned_by(self, user):
-        return self.filter(owner=user)
+        return self.filter(**{owner_field_name(self.model): user})
 
     def visible_to(self, user):
         """Everything for superusers and managers; the owner's rows otherwise."""
@@ -18,7 +23,7 @@ class OwnedQuerySet(models.QuerySet):
             return self
         if not user.is_authenticated:
             return self.none()
-        return self.filter(owner=user)
+        return self.owned_by(user)
 
     def bulk_create(self, objs, *args, **kwargs):
         # Bulk inserts skip save() and post_save: grant the owner's object
@@ -31,6 +36,10 @@ class OwnedQuerySet(models.QuerySet):
 
 
 class OwnedModel(models.Model):
+    # The field OwnedQuerySet, OwnedAdmin and the grants read the owner from;
+    # a model whose owner has another name (Article.author) sets its own.
+    owner_field = "owner"
+
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("owner"),

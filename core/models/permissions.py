@@ -7,6 +7,7 @@ matching text primary keys through a generic relation.
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from .blog import Article
 from .clients import Client
 from .mailings import Mailing, Message
 
@@ -48,6 +49,20 @@ class MailingUserObjectPermission(UserObjectPermissionBase):
 
 class MailingGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Mailing, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        abstract = False
+
+
+class ArticleUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Article, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        abstract = False
+
+
+class ArticleGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Article, on_delete=models.CASCADE)
 
     class Meta(GroupObjectPermissionBase.Meta):
         abstract = False

@@ -15,10 +15,16 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 from guardian.utils import get_user_obj_perms_model
 
-from core.models import Client, Mailing, Message
+from core.models import Article, Client, Mailing, Message
+from core.models.base import owner_field_name
 
-OWNED_MODELS = (Client, Message, Mailing)
+OWNED_MODELS = (Client, Message, Mailing, Article)
 OWNER_ACTIONS = ("view", "change", "delete")
+
+
+def _owner_column(model) -> str:
+    """The owner's key column: `owner_id`, or `author_id` for articles."""
+    return model._meta.get_field(owner_field_name(model)).column
 
 
 def _owner_permissions(model):
@@ -52,7 +58,8 @@ def permissions_grant_owner(*, objs, chunk_size: int = 900) -> int:
                 cursor.execute(
                     f"INSERT INTO {grant_table} "
                     "(permission_id, user_id, content_object_id) "
-                    f"SELECT p.id, o.owner_id, o.id FROM {model._meta.db_table} o, "
+                    f"SELECT p.id, o.{_owner_column(model)}, o.id "
+                    f"FROM {model._meta.db_table} o, "
                     f"{Permission._meta.db_table} p "
                     f"WHERE o.id IN ({rows}) AND p.id IN ({perms}) "
                     "ON CONFLICT DO NOTHING",
@@ -71,16 +78,17 @@ def permissions_sync(*, chunk_size: int = 10000) -> dict[str, int]:
     for model in OWNED_MODELS:
         grant_model = get_user_obj_perms_model(model)
         perms = _owner_permissions(model)
+        owner_column = _owner_column(model)
         added = 0
         for perm in perms:
             has_grant = grant_model.objects.filter(
                 permission=perm,
-                user_id=OuterRef("owner_id"),
+                user_id=OuterRef(owner_column),
                 content_object_id=OuterRef("pk"),
             )
             rows = (
                 model.objects.exclude(Exists(has_grant))
-                .values_list("pk", "owner_id")
+                .values_list("pk", owner_column)
                 .order_by()
             )
             batch = []

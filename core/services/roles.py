@@ -19,6 +19,7 @@ ROLE_PERMISSIONS = {
         "core.add_client",
         "core.add_message",
         "core.add_mailing",
+        "core.add_article",
     ],
     MANAGERS: [
         "core.view_user",
@@ -29,6 +30,8 @@ ROLE_PERMISSIONS = {
         "core.view_mailingrun",
         "core.view_attempt",
         "core.set_schedule_active_status",
+        "core.view_article",
+        "core.approve_article",
     ],
 }
 

@@ -4,7 +4,7 @@ import factory
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from core.models import Attempt, Client, Mailing, MailingRun, Message, User
+from core.models import Article, Attempt, Client, Mailing, MailingRun, Message, User
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -93,3 +93,20 @@ class AttemptFactory(factory.django.DjangoModelFactory):
     tries = 1
     server_response = "250 2.0.0 Ok: queued"
     attempted_at = factory.LazyFunction(timezone.now)
+
+
+class ArticleFactory(factory.django.DjangoModelFactory):
+    """A published article unless told otherwise (status=Article.Status.…)."""
+
+    class Meta:
+        model = Article
+
+    author = factory.SubFactory(UserFactory, verified=True, groups=["clients"])
+    title = factory.Sequence(lambda n: f"Статья о рассылках №{n}")
+    source = "Как **правильно** писать письма подписчикам.\n\n- коротко\n- по делу"
+    status = Article.Status.PUBLISHED
+    published_at = factory.LazyAttribute(
+        lambda article: (
+            timezone.now() if article.status == Article.Status.PUBLISHED else None
+        )
+    )

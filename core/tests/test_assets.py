@@ -26,11 +26,34 @@ def check_local(urls):
             assert "fonts.googleapis" not in css, url
 
 
-@pytest.mark.parametrize("name", ["home", "signup", "login", "password_reset"])
-def test_public_pages_load_only_local_assets(client, name):
+@pytest.mark.parametrize("name", ["home", "signup", "login", "password_reset", "blog"])
+def test_public_pages_load_only_local_assets(client, name, published_article):
     page = client.get(reverse(name)).content.decode()
     urls = assets_of(page)
     assert any(url.endswith(".css") for url in urls)
+    check_local(urls)
+
+
+@pytest.fixture
+def published_article(db, settings, tmp_path):
+    """A published article with a cover, and a picture from elsewhere in it."""
+    from django.core.files.base import ContentFile
+
+    from .factories import ArticleFactory
+    from .test_blog import image_bytes
+
+    settings.MEDIA_ROOT = tmp_path
+    article = ArticleFactory(
+        source="![pixel](https://tracker.example/p.gif) ![own](/media/x.png)"
+    )
+    article.image.save("cover.png", ContentFile(image_bytes()), save=True)
+    return article
+
+
+def test_article_pages_load_only_local_assets(client, published_article):
+    page = client.get(published_article.get_absolute_url()).content.decode()
+    urls = assets_of(page)
+    assert published_article.image.url in urls
     check_local(urls)
 
 

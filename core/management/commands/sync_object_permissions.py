@@ -8,8 +8,8 @@ from core.services.permissions import permissions_sync
 class Command(BaseCommand):
     help = (
         "Give every owner view, change and delete permissions on each row they "
-        "own (recipients, messages, mailings) where a grant is missing, e.g. "
-        "after rows were written with raw SQL. Safe to run any time."
+        "own (recipients, messages, mailings, articles) where a grant is missing, "
+        "e.g. after rows were written with raw SQL. Safe to run any time."
     )
 
     def handle(self, *args, **options):
