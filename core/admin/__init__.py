@@ -1,1 +1,1 @@
-from . import blog, clients, mailings, users  # noqa: F401  registers the back office
+from . import blog, clients, mailings, messages, reports, users  # noqa: F401  registers the back office

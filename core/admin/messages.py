@@ -1,0 +1,118 @@
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
+
+from core.models import Message
+from core.services import mailings as mailing_services
+from core.services.messages import message_template_errors
+
+from .base import OwnedAdmin, perm_name
+
+
+class MessageForm(forms.ModelForm):
+    class Meta:
+        model = Message
+        fields = ["subject", "body", "html_body"]
+        widgets = {
+            "subject": forms.TextInput(attrs={"size": 80}),
+            "body": forms.Textarea(attrs={"rows": 14}),
+            "html_body": forms.Textarea(attrs={"rows": 10}),
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        errors = message_template_errors(
+            subject=cleaned.get("subject", ""),
+            body=cleaned.get("body", ""),
+            html_body=cleaned.get("html_body", ""),
+        )
+        for field, error in errors.items():
+            self.add_error(field, error)
+        return cleaned
+
+
+@admin.register(Message)
+class MessageAdmin(OwnedAdmin):
+    form = MessageForm
+    list_display = ("subject", "created_at", "updated_at")
+    search_fields = ("subject", "body")
+    readonly_fields = ("created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("subject", "body")}),
+        (_("HTML"), {"fields": ("html_body",), "classes": ("collapse",)}),
+        (_("History"), {"fields": ("created_at", "updated_at")}),
+    )
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="{}_{}_preview".format(*info),
+            ),
+            path(
+                "<path:object_id>/send-test/",
+                self.admin_site.admin_view(self.send_test_view),
+                name="{}_{}_send_test".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "extra_object_tools": [
+                {
+                    "url": reverse("admin:core_message_preview", args=[object_id]),
+                    "label": _("Preview"),
+                }
+            ],
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def preview_view(self, request, object_id):
+        message = get_object_or_404(self.get_queryset(request), pk=object_id)
+        preview = mailing_services.message_preview(message=message)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": message,
+            "title": _("Preview: %(subject)s") % {"subject": message.subject},
+            "preview": preview,
+            "can_send_test": request.user.has_perm(
+                perm_name(Message, "change"), message
+            )
+            or request.user.is_superuser,
+        }
+        return TemplateResponse(request, "admin/core/message/preview.html", context)
+
+    def send_test_view(self, request, object_id):
+        message = get_object_or_404(self.get_queryset(request), pk=object_id)
+        preview_url = reverse("admin:core_message_preview", args=[message.pk])
+        if request.method != "POST":
+            return admin.options.HttpResponseRedirect(preview_url)
+        if not (
+            request.user.is_superuser or self.has_change_permission(request, message)
+        ):
+            raise admin.options.PermissionDenied
+        ok, detail = mailing_services.message_send_test(
+            message=message, to=request.user.email
+        )
+        if ok:
+            self.message_user(
+                request,
+                _("A test e-mail was sent to %(email)s.")
+                % {"email": request.user.email},
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request,
+                _("The test e-mail could not be sent: %(error)s") % {"error": detail},
+                messages.ERROR,
+            )
+        return admin.options.HttpResponseRedirect(preview_url)

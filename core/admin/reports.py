@@ -1,0 +1,150 @@
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from core import tasks
+from core.models import Attempt, MailingRun
+from core.services import dispatch
+
+from .base import perm_name
+
+
+class ReportAdmin(admin.ModelAdmin):
+    """Runs and attempts: reports, visible to whoever may view the mailing."""
+
+    show_full_result_count = False
+    list_per_page = 100
+
+    def sees_all(self, request):
+        return request.user.is_superuser or request.user.has_perm(
+            perm_name(self.model, "view")
+        )
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if self.sees_all(request):
+            return queryset
+        return queryset.filter(owner=request.user)
+
+    def has_view_permission(self, request, obj=None):
+        if self.sees_all(request):
+            return True
+        if obj is None:
+            return request.user.has_perm("core.add_mailing")
+        mailing = obj.mailing if isinstance(obj, MailingRun) else obj.run.mailing
+        return request.user.has_perm("core.view_mailing", mailing)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+@admin.register(MailingRun)
+class MailingRunAdmin(ReportAdmin):
+    list_display = (
+        "mailing",
+        "scheduled_for",
+        "status",
+        "total_count",
+        "sent_count",
+        "failed_count",
+        "skipped_count",
+        "unknown_count",
+        "started_at",
+        "finished_at",
+        "attempts_link",
+    )
+    list_filter = ("status", ("mailing", admin.RelatedOnlyFieldListFilter))
+    actions = ("retry_failed",)
+    list_select_related = ("mailing",)
+    search_fields = ("mailing__title",)
+    date_hierarchy = "scheduled_for"
+
+    def get_actions(self, request):
+        # Reports are read-only, but the owner may queue a retry.
+        actions = super().get_actions(request)
+        if self.sees_all(request) and not request.user.is_superuser:
+            actions.pop("retry_failed", None)
+        return actions
+
+    @admin.action(description=_("Retry failed recipients"))
+    def retry_failed(self, request, queryset):
+        total = 0
+        for run in queryset.select_related("mailing"):
+            may_change = request.user.is_superuser or request.user.has_perm(
+                "core.change_mailing", run.mailing
+            )
+            if not may_change or not run.mailing.is_enabled:
+                continue
+            count = dispatch.run_retry_failed(run=run)
+            if count:
+                total += count
+                self.log_change(
+                    request,
+                    run,
+                    _("%(count)d failed recipients queued again.") % {"count": count},
+                )
+        if total:
+            tasks.queue("core.tasks.deliver")
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d failed recipient is queued for another try.",
+                "%(count)d failed recipients are queued for another try.",
+                total,
+            )
+            % {"count": total},
+            messages.SUCCESS if total else messages.WARNING,
+        )
+
+    @admin.display(description=_("attempts"))
+    def attempts_link(self, obj):
+        url = reverse("admin:core_attempt_changelist")
+        return format_html(
+            '<a href="{}?{}">{}</a>',
+            url,
+            urlencode({"run__id__exact": obj.pk}),
+            _("attempts"),
+        )
+
+
+@admin.register(Attempt)
+class AttemptAdmin(ReportAdmin):
+    list_display = ("email", "status", "tries", "short_response", "attempted_at", "run")
+    list_filter = ("status",)
+    list_select_related = ("run__mailing",)
+    search_fields = ("email",)
+    readonly_fields = (
+        "run",
+        "client",
+        "email",
+        "status",
+        "tries",
+        "server_response",
+        "attempted_at",
+        "next_try_at",
+    )
+    exclude = ("owner",)
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # The run's report links here with ?run__id__exact=…; the queryset
+        # is already limited to what the user may see.
+        return lookup == "run__id__exact" or super().lookup_allowed(
+            lookup, value, request
+        )
+
+    @admin.display(description=_("server response"))
+    def short_response(self, obj):
+        text = obj.server_response or ""
+        return text if len(text) <= 120 else text[:117] + "…"
