@@ -42,7 +42,9 @@ def message_send_test(*, message, to: str) -> tuple[bool, str]:
     if "error" in preview:
         return False, preview["error"]
     email = EmailMultiAlternatives(
-        subject=f"[{_('Test')}] {preview['subject']}", body=preview["text"], to=[to]
+        subject=_("[Test] %(subject)s") % {"subject": preview["subject"]},
+        body=preview["text"],
+        to=[to],
     )
     if preview["html"]:
         email.attach_alternative(preview["html"], "text/html")

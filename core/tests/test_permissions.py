@@ -4,6 +4,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.utils import translation
 
 from core.models import (
     Client,
@@ -64,13 +65,15 @@ def test_sync_repairs_missing_grants_idempotently(owner, capsys):
     ).delete()
     assert not owner.has_perm("core.view_mailing", mailing)
 
-    call_command("sync_object_permissions")
+    with translation.override("en"):
+        call_command("sync_object_permissions")
     first = capsys.readouterr().out
     owner = type(owner).objects.get(pk=owner.pk)  # fresh permission cache
     assert holds_all(owner, mailing) and holds_all(owner, recipient)
     assert "mailings: 3" in first and "recipients: 1" in first
 
-    call_command("sync_object_permissions")
+    with translation.override("en"):
+        call_command("sync_object_permissions")
     second = capsys.readouterr().out
     assert "mailings: 0" in second and "recipients: 0" in second
     assert MailingUserObjectPermission.objects.count() == 3
