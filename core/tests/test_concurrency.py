@@ -112,7 +112,9 @@ def all_final():
 
 def stop(process):
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        # The main process only: qcluster stops its own children, and hangs
+        # when they get the signal too.
+        process.terminate()
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
