@@ -32,8 +32,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db import connection, transaction
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from core.models import Attempt, MailingRun
@@ -131,19 +131,16 @@ def new_token() -> str:
     return f"{HOST_TAG}{secrets.token_hex(8)}"
 
 
-def claimable(*, now, run_ids=None):
-    """Queued attempts a worker may take now."""
-    queryset = Attempt.objects.filter(
-        status=Status.QUEUED,
-        next_try_at__lte=now,
-        owner__is_active=True,
-        run__mailing__is_enabled=True,
+def claimable_runs(*, now, run_ids=None):
+    """Runs whose queued attempts a worker may take now."""
+    queryset = MailingRun.objects.filter(
+        owner__is_active=True, mailing__is_enabled=True
     ).filter(
-        Q(run__status__in=[MailingRun.Status.QUEUED, MailingRun.Status.RUNNING])
-        | Q(run__status=MailingRun.Status.PAUSED, run__paused_until__lte=now)
+        Q(status__in=[MailingRun.Status.QUEUED, MailingRun.Status.RUNNING])
+        | Q(status=MailingRun.Status.PAUSED, paused_until__lte=now)
     )
     if run_ids is not None:
-        queryset = queryset.filter(run_id__in=run_ids)
+        queryset = queryset.filter(pk__in=run_ids)
     return queryset
 
 
@@ -151,16 +148,33 @@ def attempts_claim(*, token: str, limit: int, now=None, run_ids=None) -> list:
     """Take up to `limit` queued attempts for this worker, with what sending needs."""
     now = now or timezone.now()
     with transaction.atomic():
-        attempts = list(
-            claimable(now=now, run_ids=run_ids)
-            .select_for_update(skip_locked=True, of=("self",))
-            .select_related("run__mailing__message", "run__mailing__owner", "client")
-            .order_by("next_try_at", "id")[:limit]
+        runs = list(
+            claimable_runs(now=now, run_ids=run_ids).values_list("pk", flat=True)
         )
-        if attempts:
-            Attempt.objects.filter(pk__in=[a.pk for a in attempts]).update(
-                status=Status.SENDING, claim_token=token, claimed_at=now
+        if not runs:
+            return []
+        # Choose and lock the batch on core_attempt alone, then load what
+        # sending needs. Chosen through the joins of select_related, the
+        # planner sorted every queued row together with its message bodies:
+        # 140 MB on disk and half a second a claim with 100,000 queued.
+        ids = list(
+            Attempt.objects.filter(
+                status=Status.QUEUED, next_try_at__lte=now, run_id__in=runs
             )
+            .select_for_update(skip_locked=True)
+            .order_by("next_try_at", "id")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        Attempt.objects.filter(pk__in=ids).update(
+            status=Status.SENDING, claim_token=token, claimed_at=now
+        )
+        attempts = list(
+            Attempt.objects.filter(pk__in=ids)
+            .select_related("run__mailing__message", "run__mailing__owner", "client")
+            .order_by("next_try_at", "id")
+        )
     return attempts
 
 
@@ -326,9 +340,9 @@ def results_record(results: list, *, now=None) -> Summary:
     summary.skipped = sum(c["skipped"] for c in per_run.values())
     summary.retried = sum(c["retried"] for c in per_run.values())
     with transaction.atomic():
-        Attempt.objects.bulk_update(
+        attempts_write(
             [result.attempt for result in results],
-            [
+            fields=[
                 "status",
                 "server_response",
                 "tries",
@@ -337,7 +351,6 @@ def results_record(results: list, *, now=None) -> Summary:
                 "claim_token",
                 "claimed_at",
             ],
-            batch_size=1000,
         )
         for run_id, counts in per_run.items():
             runs_count(
@@ -349,6 +362,46 @@ def results_record(results: list, *, now=None) -> Summary:
             )
     runs_finish(run_ids=list(per_run), now=now)
     return summary
+
+
+def attempts_write(attempts: list, *, fields: list, batch_size: int = 1000) -> None:
+    """Save `fields` of many attempts: one UPDATE per `batch_size` rows.
+
+    The same CASE per column that `QuerySet.bulk_update` writes, without its
+    cost in Python: it resolves a `When(pk=…)` per row and column, some
+    0.6 ms an attempt for these seven columns, as much as building and
+    sending the message. A column with one value for every row (the claim
+    token, usually the status) is set once.
+    """
+    meta = Attempt._meta
+    quote = connection.ops.quote_name
+    pk = quote(meta.pk.column)
+    for start in range(0, len(attempts), batch_size):
+        chunk = attempts[start : start + batch_size]
+        ids = [attempt.pk for attempt in chunk]
+        assignments, params = [], []
+        for name in fields:
+            field = meta.get_field(name)
+            column = quote(field.column)
+            values = [
+                field.get_db_prep_save(getattr(attempt, field.attname), connection)
+                for attempt in chunk
+            ]
+            if all(value == values[0] for value in values):
+                assignments.append(f"{column} = %s")
+                params.append(values[0])
+                continue
+            whens = " ".join(["WHEN %s THEN %s"] * len(chunk))
+            assignments.append(f"{column} = CASE {pk} {whens} ELSE {column} END")
+            for pair in zip(ids, values, strict=True):
+                params.extend(pair)
+        placeholders = ", ".join(["%s"] * len(ids))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
+                f"WHERE {pk} IN ({placeholders})",
+                [*params, *ids],
+            )
 
 
 def runs_count(*, run_id: int, counts: Counter, failures: int, reset: bool, now):
@@ -389,15 +442,16 @@ def runs_finish(*, run_ids: list, now) -> None:
     """Mark runs with nothing left to send as finished."""
     if not run_ids:
         return
-    open_attempts = Attempt.objects.filter(
-        run_id__in=run_ids, status__in=[Status.QUEUED, Status.SENDING]
+    # EXISTS stops at the first open attempt; reading them all (as a DISTINCT
+    # under Attempt's default ordering did) made each batch cost O(queue).
+    still_open = Attempt.objects.filter(
+        run=OuterRef("pk"), status__in=[Status.QUEUED, Status.SENDING]
     )
-    busy = set(open_attempts.values_list("run_id", flat=True).distinct())
-    done = [run_id for run_id in run_ids if run_id not in busy]
-    if done:
-        MailingRun.objects.filter(pk__in=done).exclude(
-            status__in=[MailingRun.Status.FINISHED, MailingRun.Status.SKIPPED]
-        ).update(status=MailingRun.Status.FINISHED, finished_at=now)
+    MailingRun.objects.filter(pk__in=run_ids).exclude(
+        status__in=[MailingRun.Status.FINISHED, MailingRun.Status.SKIPPED]
+    ).filter(~Exists(still_open)).update(
+        status=MailingRun.Status.FINISHED, finished_at=now
+    )
 
 
 # --- recovery -------------------------------------------------------------
@@ -408,7 +462,7 @@ def attempts_recover(*, now=None) -> Summary:
     now = now or timezone.now()
     lease = timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
     stale = Attempt.objects.filter(status=Status.SENDING, claimed_at__lt=now - lease)
-    tokens = set(stale.values_list("claim_token", flat=True).distinct())
+    tokens = set(stale.order_by().values_list("claim_token", flat=True).distinct())
     summary = Summary()
     for token in tokens:
         states = journal_read(token) if token.startswith(HOST_TAG) else None

@@ -5,6 +5,8 @@ and the context holds plain strings only, so a message can reach nothing of
 the database but what is handed to it.
 """
 
+import functools
+
 from django.template import Context, Engine, TemplateSyntaxError
 from django.template.loader_tags import BlockNode, ExtendsNode, IncludeNode
 from django.utils.translation import gettext as _
@@ -18,6 +20,9 @@ CHECKING_ENGINE = Engine(loaders=[], libraries={}, string_if_invalid="", debug=T
 FORBIDDEN_NODES = (ExtendsNode, IncludeNode, BlockNode)
 
 
+# Compiled once per text, not once per recipient: a Template renders safely
+# from many threads (its per-render state lives in the context).
+@functools.lru_cache(maxsize=256)
 def _compile(source: str, engine=ENGINE):
     template = engine.from_string(source)
     for node_type in FORBIDDEN_NODES:

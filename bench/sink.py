@@ -1,0 +1,197 @@
+"""An SMTP sink in its own process, for benchmarks of the send path.
+
+`SinkProcess` starts Postfix's `smtp-sink` when it is installed (written in C,
+it costs the machine next to nothing), otherwise this module as an aiosmtpd
+server. Either way the sink accepts every message on a loopback port, may
+wait before answering DATA, and reports how many messages it received when
+it is stopped.
+
+Run alone, this module is the aiosmtpd sink:
+
+    .venv/bin/python -m bench.sink --port 2525 --delay-ms 20
+
+It prints "ready" once it listens, and on SIGTERM (or SIGINT) one JSON line:
+the messages received, the distinct recipients among them, and the largest
+number of copies any one recipient got.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+SMTP_SINK = "/usr/sbin/smtp-sink"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def smtp_sink_path() -> str | None:
+    """Postfix's smtp-sink, if this machine has it."""
+    found = shutil.which("smtp-sink")
+    if found:
+        return found
+    return SMTP_SINK if os.access(SMTP_SINK, os.X_OK) else None
+
+
+class SinkProcess:
+    """A sink on 127.0.0.1 in a child process; `stop()` returns its counts.
+
+    `delay_ms` is waited before each DATA answer, i.e. once per message.
+    smtp-sink only waits whole seconds (`-w`), so a delay that is not a
+    whole number of seconds always uses the aiosmtpd sink.
+    """
+
+    def __init__(self, *, delay_ms: int = 0, prefer_postfix: bool = True):
+        self.delay_ms = delay_ms
+        self.port = free_port()
+        postfix = smtp_sink_path() if prefer_postfix else None
+        if postfix and delay_ms % 1000 == 0:
+            self.kind = "postfix"
+            self.label = f"Postfix smtp-sink ({postfix})"
+            self.command = [postfix, "-c"]
+            if delay_ms:
+                self.command += ["-w", str(delay_ms // 1000)]
+            if os.geteuid() == 0:
+                self.command += ["-u", "nobody"]  # it refuses to run as root
+            self.command += [f"127.0.0.1:{self.port}", "1024"]
+        else:
+            self.kind = "aiosmtpd"
+            self.label = "aiosmtpd (bench/sink.py)"
+            self.command = [
+                sys.executable,
+                "-m",
+                "bench.sink",
+                "--port",
+                str(self.port),
+                "--delay-ms",
+                str(delay_ms),
+            ]
+        self.process = None
+        self.output = None
+
+    def start(self) -> "SinkProcess":
+        # Output goes to a file: a pipe nobody reads would block the sink.
+        self.output = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=self.output,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the sink exited: {' '.join(self.command)}")
+            if self._ready():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the sink did not start: {' '.join(self.command)}")
+
+    def _ready(self) -> bool:
+        if self.kind == "aiosmtpd":
+            self.output.seek(0)
+            return b"ready" in self.output.read()
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                # This session counts in smtp-sink's "sess", never in "mesg".
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> dict:
+        """Stop the sink; return {"messages": n, ...} as far as it knows."""
+        if self.process is None:
+            return {}
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        self.output.seek(0)
+        text = self.output.read().decode(errors="replace")
+        self.output.close()
+        if self.kind == "postfix":
+            # -c rewrites "sess=N quit=N mesg=N" after every message.
+            counts = re.findall(r"mesg=(\d+)", text)
+            return {"messages": int(counts[-1]) if counts else 0}
+        lines = [line for line in text.splitlines() if line.startswith("{")]
+        return json.loads(lines[-1]) if lines else {}
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        if self.process is not None:
+            self.stop()
+
+
+# --- the aiosmtpd sink ------------------------------------------------------
+
+
+class CountingHandler:
+    """Accepts everything; counts messages and copies per recipient."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.messages = 0
+        self.per_recipient = Counter()
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            import asyncio
+
+            await asyncio.sleep(self.delay)
+        self.messages += 1
+        self.per_recipient.update(envelope.rcpt_tos)
+        return f"250 2.0.0 Ok: queued as {self.messages}"
+
+    def counts(self) -> dict:
+        return {
+            "messages": self.messages,
+            "recipients": len(self.per_recipient),
+            "max_copies": max(self.per_recipient.values(), default=0),
+        }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay-ms", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from aiosmtpd.controller import Controller
+
+    handler = CountingHandler(args.delay_ms / 1000)
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=args.port, ready_timeout=10
+    )
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    controller.start()
+    print("ready", flush=True)
+    stopped.wait()
+    controller.stop()
+    print(json.dumps(handler.counts()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
