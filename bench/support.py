@@ -1,8 +1,8 @@
 """Shared set-up for benchmarks: a throw-away database and timing helpers.
 
-With DATABASE_URL pointing at PostgreSQL a database named `<name>_bench` is
-created next to it and dropped afterwards; otherwise a SQLite file under
-var/bench/ is used.
+With DATABASE_URL pointing at PostgreSQL a database named `<name>_bench_<pid>`
+is created next to it and dropped afterwards; otherwise a SQLite file under
+var/bench/, removed afterwards.
 """
 
 import os
@@ -27,7 +27,8 @@ def setup_django():
     settings.DEBUG = False
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
-        path = BASE_DIR / "var" / "bench" / "bench.sqlite3"
+        # One file per run: two benchmarks at once must not share a database.
+        path = BASE_DIR / "var" / "bench" / f"bench-{os.getpid()}.sqlite3"
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             path.unlink()
@@ -35,7 +36,7 @@ def setup_django():
     else:
         from django.db import connection
 
-        bench_name = f"{db['NAME']}_bench"
+        bench_name = f"{db['NAME']}_bench_{os.getpid()}"
         with connection.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{bench_name}"')
             cursor.execute(f'CREATE DATABASE "{bench_name}"')
@@ -53,6 +54,8 @@ def teardown_django():
 
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
+        connection.close()
+        Path(db["NAME"]).unlink(missing_ok=True)
         return
     name = db["NAME"]
     connection.close()
