@@ -125,9 +125,12 @@ class MailingAdmin(OwnedAdmin):
     # --- owner actions -------------------------------------------------
     @admin.action(description=_("Send now"))
     def send_now(self, request, queryset):
-        allowed = [m for m in queryset if self.has_change_permission(request, m)]
-        refused = [m for m in queryset if m not in allowed or not m.is_enabled]
-        queued = [m for m in allowed if m.is_enabled]
+        queued, refused = [], []
+        for mailing in queryset:
+            may_send = mailing.is_enabled and self.has_change_permission(
+                request, mailing
+            )
+            (queued if may_send else refused).append(mailing)
         for mailing in queued:
             tasks.queue("core.tasks.send_now", mailing.pk)
             self.log_change(request, mailing, _("Queued to send now."))

@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -61,14 +61,12 @@ class Summary:
     skipped: int = 0
     unknown: int = 0
     retried: int = 0
-    details: list = field(default_factory=list)
 
     COUNTS = ("runs", "skipped_runs", "sent", "failed", "skipped", "unknown", "retried")
 
     def add(self, other: "Summary") -> "Summary":
         for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.details.extend(other.details)
         return self
 
 

@@ -9,7 +9,6 @@ admin's "send now" all call `dispatch_tick`.
 3. Workers deliver them (delivery.py).
 """
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,8 +21,6 @@ from core.models import Attempt, Client, Mailing, MailingRun
 
 from .delivery import Summary, attempts_deliver, attempts_recover, runs_finish
 from .scheduling import occurrence_after, occurrence_latest_due
-
-logger = logging.getLogger(__name__)
 
 # A mailing down for years records at most this many skipped runs.
 MAX_SKIPPED_RUNS = 400
