@@ -238,6 +238,9 @@ def log_in(page, email, password):
 
 def run_action(page, action, *pks):
     """Tick the rows and run an admin action from the changelist."""
+    # The URL changes before the page's scripts run; select2 then restyles the
+    # action bar and shifts the table, so a click made earlier can miss the box.
+    page.wait_for_load_state("load")
     for pk in pks:
         page.locator(f"input.action-select[value='{pk}']").check()
     page.select_option("select[name=action]", action)
