@@ -300,18 +300,18 @@ def measure_theirs(project, app: str) -> dict:
 def our_message_bytes(mailing_id: int) -> int:
     """Size of the measured mailing's first message as ours sends it."""
     from core.models import Mailing
-    from core.services.emails import email_build
+    from core.services.emails import email_prepare
 
     mailing = Mailing.objects.select_related("owner", "message").get(pk=mailing_id)
     client = mailing.clients.order_by("pk").first()
-    message = email_build(
+    outgoing = email_prepare(
         mailing=mailing,
         message=mailing.message,
         client_id=client.pk,
         email=client.email,
         full_name=client.full_name,
-    ).message()
-    return len(message.as_bytes(linesep="\r\n"))
+    )
+    return len(outgoing.as_bytes())
 
 
 def our_version() -> str:

@@ -6,8 +6,9 @@ Django SMTP backend, into an SMTP sink on a loopback port: Postfix's
 `smtp-sink` when it is installed, otherwise an aiosmtpd server (bench/sink.py).
 The same run measures:
 
-- the ceiling: the same messages built by `email_build` and sent by the same
-  `SmtpTransport` over as many connections and threads, with no database;
+- the ceiling: the same messages built by `email_prepare` (and laid out by
+  the same fast MIME path) and sent by the same `SmtpTransport` over as many
+  connections and threads, with no database;
   the pipeline must reach 70 % of it;
 - database queries per message (≤ 0.05), counted on the main thread's
   connection, the only one the pipeline uses (checked: a worker thread that
@@ -255,7 +256,7 @@ def phase_send(
 
 
 def _stand_ins(tag: str):
-    """Unsaved rows shaped like the seeded ones: `email_build` needs no query."""
+    """Unsaved rows shaped like the seeded ones: `email_prepare` needs no query."""
     from core.models import Mailing, Message, User
 
     owner = User(pk=1, email=f"owner.{tag}@bench.example")
@@ -267,7 +268,7 @@ def _stand_ins(tag: str):
 def phase_ceiling(*, port: int, concurrency: int, count: int, tag: str) -> dict:
     """The same messages, transport and threads as the pipeline; no database."""
     connect(port=port, concurrency=concurrency)
-    from core.services.emails import email_build
+    from core.services.emails import email_prepare
     from core.services.transport import SENT, SmtpTransport
 
     mailing, message = _stand_ins(tag)
@@ -283,14 +284,14 @@ def phase_ceiling(*, port: int, concurrency: int, count: int, tag: str) -> dict:
             except queue.Empty:
                 return
             email, full_name = recipient(n, tag)
-            email_message = email_build(
+            outgoing = email_prepare(
                 mailing=mailing,
                 message=message,
                 client_id=n + 1,
                 email=email,
                 full_name=full_name,
             )
-            outcome = transport.send(email_message)
+            outcome = transport.send(transport.build(outgoing))
             results.append(outcome.result)
 
     transports = [SmtpTransport() for _ in range(concurrency)]

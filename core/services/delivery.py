@@ -39,7 +39,7 @@ from django.utils import timezone
 from core.models import Attempt, MailingRun
 
 from . import transport as transports
-from .emails import email_build
+from .emails import email_prepare
 
 logger = logging.getLogger(__name__)
 
@@ -235,13 +235,14 @@ class Sender:
             return Result(attempt, SKIPPED, "unsubscribed")
         mailing = attempt.run.mailing
         try:
-            email_message = email_build(
+            outgoing = email_prepare(
                 mailing=mailing,
                 message=mailing.message,
                 client_id=attempt.client_id,
                 email=attempt.email,
                 full_name=attempt.client.full_name if attempt.client else "",
             )
+            built = transport.build(outgoing)
         except Exception as error:  # a template that fails only at render time
             logger.warning("Attempt %s: message not built: %s", attempt.pk, error)
             return Result(attempt, transports.FAILED, f"message error: {error}", True)
@@ -254,7 +255,7 @@ class Sender:
             return Result(attempt, RELEASED, batch.unreachable)
         self.limiter.acquire()
         batch.journal.in_flight(attempt.pk)
-        outcome = transport.send(email_message)
+        outcome = transport.send(built)
         batch.journal.answered(attempt.pk, outcome.result, outcome.response)
         return Result(attempt, outcome.result, outcome.response, tried=True)
 

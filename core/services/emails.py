@@ -6,6 +6,7 @@ List-Unsubscribe with a signed link, and List-Unsubscribe-Post for RFC 8058
 one-click unsubscribing.
 """
 
+from dataclasses import dataclass, field
 from email.utils import format_datetime, formataddr, make_msgid
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.urls import reverse
 from django.utils import timezone
 
+from .compose import message_bytes
 from .messages import message_context, message_render
 
 UNSUBSCRIBE_SALT = "core.unsubscribe"
@@ -44,10 +46,42 @@ def list_id(*, mailing) -> str:
     return f'"{title}" <mailing-{mailing.pk}.{settings.SITE_DOMAIN.split(":")[0]}>'
 
 
-def email_build(
-    *, mailing, message, client_id, email: str, full_name: str, connection=None
-) -> EmailMultiAlternatives:
-    """The message for one recipient, ready to send."""
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One recipient's message, rendered, before it becomes MIME."""
+
+    subject: str
+    text: str
+    html: str
+    from_email: str
+    to: str
+    reply_to: tuple = ()
+    headers: dict = field(default_factory=dict)
+
+    def email_message(self, connection=None) -> EmailMultiAlternatives:
+        """As a Django e-mail, for any mail backend."""
+        email_message = EmailMultiAlternatives(
+            subject=self.subject,
+            body=self.text,
+            from_email=self.from_email,
+            to=[self.to],
+            reply_to=list(self.reply_to) or None,
+            headers=dict(self.headers),
+            connection=connection,
+        )
+        if self.html:
+            email_message.attach_alternative(self.html, "text/html")
+        return email_message
+
+    def as_bytes(self) -> bytes:
+        """The MIME bytes, the same as the Django e-mail's, built faster."""
+        return message_bytes(self)
+
+
+def email_prepare(
+    *, mailing, message, client_id, email: str, full_name: str
+) -> Outgoing:
+    """The message for one recipient, rendered and with its headers."""
     # A name is shown in a header: no line breaks may reach it.
     full_name = " ".join((full_name or "").split())
     link = unsubscribe_url(client_id=client_id) if client_id else ""
@@ -67,18 +101,15 @@ def email_build(
         headers["List-Unsubscribe"] = f"<{link}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     owner_email = getattr(mailing.owner, "email", "") if mailing.owner_id else ""
-    email_message = EmailMultiAlternatives(
+    return Outgoing(
         subject=subject,
-        body=text,
+        text=text,
+        html=html,
         from_email=settings.MAILING_FROM_EMAIL,
-        to=[formataddr((full_name, email)) if full_name else email],
-        reply_to=[owner_email] if owner_email else None,
+        to=formataddr((full_name, email)) if full_name else email,
+        reply_to=(owner_email,) if owner_email else (),
         headers=headers,
-        connection=connection,
     )
-    if html:
-        email_message.attach_alternative(html, "text/html")
-    return email_message
 
 
 class _Recipient:

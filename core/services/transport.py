@@ -7,6 +7,7 @@ Other Django backends (files in development, memory in tests) go through
 `BackendTransport`, which can only tell accepted from refused.
 """
 
+import functools
 import smtplib
 import ssl
 import time
@@ -24,6 +25,15 @@ SENT, RETRY, FAILED = "sent", "retry", "failed"
 class Outcome:
     result: str  # SENT, RETRY or FAILED
     response: str
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message as SMTP carries it: MAIL FROM, RCPT TO and the data."""
+
+    sender: str
+    recipient: str
+    data: bytes
 
 
 class ConnectionFailed(Exception):
@@ -70,16 +80,21 @@ class SmtpTransport:
         """Connect if not connected; ConnectionFailed if the server is down."""
         self._smtp()
 
-    def send(self, email_message) -> Outcome:
+    def build(self, outgoing) -> "Envelope":
+        """What `send` takes, made before the session is touched."""
+        return Envelope(
+            sender=_sender_address(outgoing.from_email),
+            recipient=sanitize_address(outgoing.to, settings.DEFAULT_CHARSET),
+            data=outgoing.as_bytes(),
+        )
+
+    def send(self, envelope: "Envelope") -> Outcome:
         try:
             smtp = self._smtp()
         except ConnectionFailed as error:
             return Outcome(RETRY, f"connection lost: {error}")
-        encoding = email_message.encoding or settings.DEFAULT_CHARSET
-        sender = sanitize_address(email_message.from_email, encoding)
-        recipient = sanitize_address(email_message.recipients()[0], encoding)
+        sender, recipient, data = envelope.sender, envelope.recipient, envelope.data
         try:
-            data = email_message.message().as_bytes(linesep="\r\n")
             smtp.ehlo_or_helo_if_needed()
             code, reply = smtp.mail(sender, _mail_options(smtp, data))
             if code != 250:
@@ -116,6 +131,12 @@ class SmtpTransport:
             self.backend = None
 
 
+@functools.lru_cache(maxsize=16)
+def _sender_address(address: str) -> str:
+    """The address for MAIL FROM, as Django's backend makes it; one per site."""
+    return sanitize_address(address, settings.DEFAULT_CHARSET)
+
+
 def _mail_options(smtp, data: bytes) -> list[str]:
     options = []
     if smtp.has_extn("smtputf8") and not data.isascii():
@@ -134,8 +155,10 @@ class BackendTransport:
     def prepare(self) -> None:
         pass
 
+    def build(self, outgoing):
+        return outgoing.email_message(connection=self.backend)
+
     def send(self, email_message) -> Outcome:
-        email_message.connection = self.backend
         try:
             email_message.send()
         except smtplib.SMTPResponseException as error:
