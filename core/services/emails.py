@@ -57,6 +57,7 @@ class Outgoing:
     to: str
     reply_to: tuple = ()
     headers: dict = field(default_factory=dict)
+    address: str = ""  # the bare address `to` names, for RCPT TO
 
     def email_message(self, connection=None) -> EmailMultiAlternatives:
         """As a Django e-mail, for any mail backend."""
@@ -109,6 +110,7 @@ def email_prepare(
         to=formataddr((full_name, email)) if full_name else email,
         reply_to=(owner_email,) if owner_email else (),
         headers=headers,
+        address=email,
     )
 
 
