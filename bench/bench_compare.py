@@ -6,8 +6,10 @@ to 10,000 recipients, into the same kind of SMTP sink (Postfix's `smtp-sink`
 when installed, otherwise aiosmtpd; a fresh one per run, counting what
 arrives), on the same database kind, with no rate limit:
 
-- ours: one `dispatch_tick()` with the default SMTP_CONCURRENCY (4), in a
-  fresh process on a fresh database (bench_dispatch.py's "send" phase);
+- ours: one `dispatch_tick()` with the default SMTP_CONCURRENCY (4) and
+  DISPATCH_PROCESSES (the cores, at most 4: it forks helpers on
+  PostgreSQL), in a fresh process on a fresh database (bench_dispatch.py's
+  "send" phase);
 - django-post-office: `mail.send_many()` with a database template and each
   recipient's context queues the messages (timed apart), then
   `send_queued_mail --processes 2` sends them, timed alone;
@@ -28,7 +30,7 @@ process. The verdict: ours sends at least 2× as many messages per second.
 
 BENCH_SINK=aiosmtpd uses the aiosmtpd sink even where smtp-sink exists;
 BENCH_PO_PROCESSES, BENCH_PO_THREADS and BENCH_PO_BATCH_SIZE try another
-django-post-office configuration.
+django-post-office configuration; BENCH_OUR_PROCESSES another of ours.
 """
 
 import json
@@ -58,6 +60,9 @@ from bench.support import BASE_DIR, setup_django, teardown_django, timed, verdic
 RECIPIENTS = 10_000
 WARMUP = 200
 CONCURRENCY = 4  # the project's default SMTP_CONCURRENCY
+# The project's default DISPATCH_PROCESSES: the cores, at most 4 (helpers
+# need PostgreSQL; on SQLite one process sends).
+OUR_PROCESSES = int(os.environ.get("BENCH_OUR_PROCESSES", min(os.cpu_count() or 1, 4)))
 TARGET_RATIO = 2.0
 STEP_TIMEOUT = 600  # seconds any one step may take before it is killed
 
@@ -267,6 +272,7 @@ def measure_ours(db_name: str, mailings: dict) -> dict:
                 mailing_id=mailing_id,
                 port=sink.port,
                 concurrency=CONCURRENCY,
+                processes=OUR_PROCESSES,
             )
             received = sink.stop()
         ok, text = check_delivery(figures, received, count)
@@ -437,8 +443,10 @@ def main():
         )
         print(
             f"config ours: {our_version()}, core.services.dispatch.dispatch_tick() "
-            f"in a fresh process, SMTP_CONCURRENCY={CONCURRENCY} (default) "
-            "connections in one process, SMTP_RATE_LIMIT off, Django's SMTP "
+            f"in a fresh process, DISPATCH_PROCESSES={OUR_PROCESSES} (default: "
+            "the cores, at most 4; helpers are forked on PostgreSQL only) with "
+            f"SMTP_CONCURRENCY={CONCURRENCY} (default) connections each, "
+            "SMTP_RATE_LIMIT off, Django's SMTP "
             "backend; prepare = inserting recipients, message and mailing "
             "(the tick itself creates the run and its attempts, within send)",
             flush=True,

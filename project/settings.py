@@ -261,6 +261,9 @@ SMTP_PAUSE_MINUTES = env.int("SMTP_PAUSE_MINUTES", default=15)
 # Attempts a worker claims at once, and how long a claim may live before
 # another worker treats its holder as dead.
 DISPATCH_BATCH_SIZE = env.int("DISPATCH_BATCH_SIZE", default=200)
+# Processes one tick may deliver in, itself included (PostgreSQL only; each
+# opens SMTP_CONCURRENCY connections). One process fills about one core.
+DISPATCH_PROCESSES = env.int("DISPATCH_PROCESSES", default=min(os.cpu_count() or 1, 4))
 DISPATCH_LEASE_SECONDS = env.int("DISPATCH_LEASE_SECONDS", default=600)
 # Where workers journal each send until its result is in the database; it
 # lets recovery tell a message in flight from one never started.

@@ -6,7 +6,8 @@ admin's "send now" all call `dispatch_tick`.
    `next_run_at` moves on (scheduling.py does the calendar).
 2. The run's attempts are inserted as queued in one statement; unsubscribed
    recipients are recorded as skipped.
-3. Workers deliver them (delivery.py).
+3. Workers deliver them (delivery.py), in several processes when the queue
+   is long enough and the database allows it (parallel.py).
 """
 
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from django.utils import timezone
 
 from core.models import Attempt, Client, Mailing, MailingRun
 
-from .delivery import Summary, attempts_deliver, attempts_recover, runs_finish
+from .delivery import Summary, attempts_recover, runs_finish
+from .parallel import deliver_spread
 from .scheduling import occurrence_after, occurrence_latest_due
 
 # A mailing down for years records at most this many skipped runs.
@@ -245,9 +247,7 @@ def dispatch_tick(
     else:
         summary.add(runs_open_due(now=now))
     budget = time_budget if time_budget is not None else settings.DISPATCH_TICK_SECONDS
-    summary.add(
-        attempts_deliver(time_budget=budget, run_ids=run_ids, progress=progress)
-    )
+    summary.add(deliver_spread(time_budget=budget, run_ids=run_ids, progress=progress))
     return summary
 
 
@@ -255,4 +255,4 @@ def dispatch_deliver(*, time_budget: float | None = None, progress=None) -> Summ
     """Deliver what is queued, without opening new runs (for "send now")."""
     budget = time_budget if time_budget is not None else settings.DISPATCH_TICK_SECONDS
     summary = attempts_recover()
-    return summary.add(attempts_deliver(time_budget=budget, progress=progress))
+    return summary.add(deliver_spread(time_budget=budget, progress=progress))

@@ -28,6 +28,7 @@ class Recorder:
         self.reject = {}
         self.delay = 0.0
         self.lock = threading.Lock()
+        self.peers = set()  # (host, port) of every connection that sent mail
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.reject:
@@ -42,6 +43,7 @@ class Recorder:
             await asyncio.sleep(self.delay)
         address = envelope.rcpt_tos[0]
         with self.lock:
+            self.peers.add(tuple(session.peer))
             if self.script.get(address):
                 return self.script[address].pop(0)
             self.messages.append(

@@ -55,6 +55,8 @@ def worker_env(sink, tmp_path):
         "DISPATCH_JOURNAL_DIR": str(tmp_path / "journal"),
         "SMTP_CONCURRENCY": "4",
         "DISPATCH_BATCH_SIZE": "50",
+        # One delivering process per command unless a test asks for helpers.
+        "DISPATCH_PROCESSES": "1",
         "SMTP_RETRY_BACKOFF": "0",
         "Q_WORKERS": "2",
         "LOG_LEVEL": "WARNING",
@@ -129,10 +131,12 @@ def test_two_commands_and_a_cluster_deliver_each_address_exactly_once(
     from django_q.tasks import async_task
 
     async_task("core.tasks.tick")  # the cluster picks it up as it starts
+    # Each may fork a helper too: up to six processes claim at once.
+    env = {**worker_env, "DISPATCH_PROCESSES": "2"}
     processes = [
-        start(["send_scheduled_emails"], worker_env, tmp_path, "command-1"),
-        start(["send_scheduled_emails"], worker_env, tmp_path, "command-2"),
-        start(["qcluster"], worker_env, tmp_path, "cluster"),
+        start(["send_scheduled_emails"], env, tmp_path, "command-1"),
+        start(["send_scheduled_emails"], env, tmp_path, "command-2"),
+        start(["qcluster"], env, tmp_path, "cluster"),
     ]
     try:
         assert wait_until(all_final), "attempts still open: " + ", ".join(
@@ -155,10 +159,39 @@ def test_two_commands_and_a_cluster_deliver_each_address_exactly_once(
     assert Attempt.objects.filter(status="sent").count() == 2000
 
 
+def test_one_tick_delivers_in_several_processes_each_address_once(
+    sink, worker_env, tmp_path
+):
+    mailing = due_mailing(1500)
+    env = {**worker_env, "DISPATCH_PROCESSES": "3"}
+    command = start(["send_scheduled_emails"], env, tmp_path, "command")
+    try:
+        assert command.wait(timeout=180) == 0, (tmp_path / "command.log").read_text()
+    finally:
+        stop(command)
+
+    output = (tmp_path / "command.log").read_text()
+    assert "sent 1500," in output  # the helpers' counts reach the summary
+    counts = sink.recorder.count_by_address()
+    assert len(counts) == 1500
+    assert max(counts.values()) == 1
+    # More connections than one process opens: the helpers sent too.
+    assert len(sink.recorder.peers) > int(env["SMTP_CONCURRENCY"])
+    connection.close()
+    run = MailingRun.objects.get(mailing=mailing)
+    assert (run.sent_count, run.status) == (1500, "finished")
+
+
 def test_killed_worker_sends_no_address_twice(sink, worker_env, tmp_path):
     due_mailing(2000)
     sink.recorder.delay = 0.005
-    env = {**worker_env, "DISPATCH_LEASE_SECONDS": "4"}
+    # The kill takes the command and its helper (one process group).
+    processes = 2
+    env = {
+        **worker_env,
+        "DISPATCH_LEASE_SECONDS": "4",
+        "DISPATCH_PROCESSES": str(processes),
+    }
     first = start(["send_scheduled_emails"], env, tmp_path, "first")
     assert wait_until(lambda: len(sink.messages) >= 400, timeout=120)
     os.killpg(first.pid, signal.SIGKILL)
@@ -179,7 +212,7 @@ def test_killed_worker_sends_no_address_twice(sink, worker_env, tmp_path):
     connection.close()
     unknown = Attempt.objects.filter(status="unknown").count()
     sent = Attempt.objects.filter(status="sent").count()
-    assert unknown <= int(env["SMTP_CONCURRENCY"])
+    assert unknown <= int(env["SMTP_CONCURRENCY"]) * processes
     assert sent + unknown == 2000
     # Every message the server accepted is either recorded as sent or, for
     # the ones in flight at the kill, as unknown; none is recorded twice.
@@ -248,3 +281,29 @@ def test_two_clusters_on_redis_deliver_each_address_exactly_once(
         int(re.search(r"sent (\d+)", t.result).group(1)) for t in Task.objects.all()
     ]
     assert len(sent) == 2 and sum(sent) == 5000
+
+
+def test_helpers_are_forked_only_where_they_can_help(sink, settings):
+    from core.services.dispatch import run_open_now
+    from core.services.parallel import helpers_wanted
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.DISPATCH_BATCH_SIZE = 100
+    settings.DISPATCH_PROCESSES = 4
+    assert helpers_wanted() == 0  # nothing queued
+    run = run_open_now(mailing=due_mailing(250))
+    assert helpers_wanted() == 2  # three batches: the tick and two helpers
+    assert helpers_wanted(run_ids=[run.pk + 1]) == 0  # another run's queue
+    settings.DISPATCH_PROCESSES = 2
+    assert helpers_wanted() == 1
+    settings.DISPATCH_PROCESSES = 1
+    assert helpers_wanted() == 0
+    settings.DISPATCH_PROCESSES = 4
+    settings.SMTP_RATE_LIMIT = "10/s"  # counted in this process's memory
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    }
+    assert helpers_wanted() == 0
+    settings.SMTP_RATE_LIMIT = ""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert helpers_wanted() == 0  # the outbox lives in this process
