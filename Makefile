@@ -31,7 +31,7 @@ install: $(VENV)/.installed
 run: install
 	@mkdir -p var/mail
 	$(MANAGE) migrate --no-input
-	@for f in fixtures/*.json; do [ -e "$$f" ] && $(MANAGE) loaddata "$$f"; done; true
+	$(MANAGE) load_demo_data
 	@if [ -n "$$SUPERUSER_EMAIL" ] || grep -qs '^SUPERUSER_EMAIL=.' .env; then \
 		$(MANAGE) create_custom_super_user --no-input; fi
 	@echo "Site: http://$(HOST):$(PORT)/  Mail is written to var/mail/ unless EMAIL_URL is set."

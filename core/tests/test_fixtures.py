@@ -4,13 +4,14 @@ They bring their own users (by natural key, so loading again changes
 nothing), and every demo owner then works with their rows in the admin.
 """
 
+import io
 import json
 import re
 
 import pytest
 import time_machine
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from core.models import Article, Attempt, Client, Mailing, MailingRun, Message, User
@@ -176,3 +177,34 @@ def test_the_public_site_shows_the_demo_articles(client):
         assert client.get(article.get_absolute_url()).status_code == 200
     for article in Article.objects.exclude(status="published"):
         assert client.get(article.get_absolute_url()).status_code == 404
+
+
+def test_demo_data_loads_once_and_keeps_the_users_changes():
+    call_command("load_demo_data", stdout=io.StringIO())
+    demo = demo_emails(BLOG) | demo_emails(MAILING)
+    assert set(User.objects.values_list("email", flat=True)) >= demo
+    client = Client.objects.get(pk=9001)
+    client.full_name = "Переименована мной"
+    client.save()
+
+    out = io.StringIO()
+    call_command("load_demo_data", stdout=out)
+    assert "loaded already" in out.getvalue()
+    client.refresh_from_db()
+    assert client.full_name == "Переименована мной"
+
+    call_command("load_demo_data", "--reset", stdout=io.StringIO())
+    client.refresh_from_db()
+    assert client.full_name != "Переименована мной"
+
+
+def test_demo_data_never_overwrites_another_users_rows():
+    """A busy service has its own row 9001: loading must not take it over."""
+    someone = User.objects.create_user(email="real@example.org", password="x" * 12)
+    real = Client.objects.create(pk=9001, owner=someone, email="keep@example.org")
+    with pytest.raises(CommandError, match=r"core\.client 9001"):
+        call_command("load_demo_data", stdout=io.StringIO())
+    real.refresh_from_db()
+    assert (real.owner, real.email) == (someone, "keep@example.org")
+    assert not User.objects.filter(email__in=demo_emails(MAILING)).exists()
+    assert not Article.objects.exists()  # nothing at all was loaded
