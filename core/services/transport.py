@@ -1,13 +1,15 @@
 """Getting messages to the mail server, one recipient at a time.
 
 `SmtpTransport` keeps one SMTP connection open and speaks the envelope
-itself (MAIL, RCPT, DATA) so it can record the server's own answer, and sort
-it: 2xx sent, 4xx or a dropped connection retry later, 5xx failed for good.
+itself (MAIL, RCPT, DATA; in one write where the server offers PIPELINING)
+so it can record the server's own answer, and sort it: 2xx sent, 4xx or a
+dropped connection retry later, 5xx failed for good.
 Other Django backends (files in development, memory in tests) go through
 `BackendTransport`, which can only tell accepted from refused.
 """
 
 import functools
+import re
 import smtplib
 import ssl
 import time
@@ -25,6 +27,12 @@ SENT, RETRY, FAILED = "sent", "retry", "failed"
 class Outcome:
     result: str  # SENT, RETRY or FAILED
     response: str
+
+
+# What the server answers MAIL, RCPT and DATA when it takes them.
+PIPELINE_ACCEPTED = ({250}, {250, 251}, {354})
+# Lines of content that start with a dot get another (RFC 5321 4.5.2).
+DOT_LINE = re.compile(rb"(?m)^\.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +102,14 @@ class SmtpTransport:
         except ConnectionFailed as error:
             return Outcome(RETRY, f"connection lost: {error}")
         sender, recipient, data = envelope.sender, envelope.recipient, envelope.data
+        if any(char in sender + recipient for char in "\r\n"):
+            return Outcome(FAILED, "address holds a line break")
         try:
             smtp.ehlo_or_helo_if_needed()
-            code, reply = smtp.mail(sender, _mail_options(smtp, data))
+            options = _mail_options(smtp, data)
+            if smtp.has_extn("pipelining"):
+                return self._send_pipelined(smtp, sender, recipient, data, options)
+            code, reply = smtp.mail(sender, options)
             if code != 250:
                 self._reset(smtp)
                 return _classify(code, reply)
@@ -115,6 +128,42 @@ class SmtpTransport:
             return Outcome(
                 RETRY, f"connection lost: {error or error.__class__.__name__}"
             )
+
+    def _send_pipelined(self, smtp, sender, recipient, data, options) -> Outcome:
+        """MAIL, RCPT and DATA in one write (RFC 2920), then the content.
+
+        Two writes and two waits for the server a message instead of four:
+        half the round trips to a distant server, and fewer system calls.
+        """
+        params = "".join(f" {option}" for option in options)
+        smtp.send(
+            (
+                f"mail FROM:{smtplib.quoteaddr(sender)}{params}\r\n"
+                f"rcpt TO:{smtplib.quoteaddr(recipient)}\r\n"
+                "data\r\n"
+            ).encode("utf-8" if "SMTPUTF8" in options else "ascii")
+        )
+        replies = [smtp.getreply() for _ in range(3)]
+        refused = next(
+            (
+                reply
+                for reply, accepted in zip(replies, PIPELINE_ACCEPTED, strict=True)
+                if reply[0] not in accepted
+            ),
+            None,
+        )
+        if refused is None:
+            content = DOT_LINE.sub(b"..", data)
+            if not content.endswith(b"\r\n"):
+                content += b"\r\n"
+            smtp.send(content + b".\r\n")
+            return _classify(*smtp.getreply())
+        if replies[2][0] == 354:
+            # DATA taken after the envelope was refused: end an empty message.
+            smtp.send(b".\r\n")
+            smtp.getreply()
+        self._reset(smtp)
+        return _classify(*refused)
 
     def _reset(self, smtp):
         try:

@@ -29,6 +29,13 @@ class Recorder:
         self.delay = 0.0
         self.lock = threading.Lock()
         self.peers = set()  # (host, port) of every connection that sent mail
+        self.pipelining = True  # offer RFC 2920 PIPELINING, as most servers do
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.reject:
