@@ -146,11 +146,13 @@ def layout_for(static: tuple, varying: tuple, text: str, html: str) -> Layout | 
     return Layout(pieces=tuple(pieces), boundary=boundary)
 
 
-def message_bytes(outgoing) -> bytes:
-    """The message as Django would write it, built the fast way."""
-    encoding = settings.DEFAULT_CHARSET
-    text, html, headers = outgoing.text, outgoing.html, outgoing.headers
-    kinds = {"text": body_kind(text, encoding), "html": body_kind(html, encoding)}
+def layout_of(outgoing, kinds: dict) -> Layout | None:
+    """The layout a message goes into; None where it must go through Django."""
+    headers = outgoing.headers
+    if "Date" not in headers or "Message-ID" not in headers:
+        # Django would make them up, once, for the layout: every recipient
+        # would get the same ones.
+        return None
     varying = ("Subject", "To") + tuple(
         name for name in VARYING_HEADERS[2:] if name in headers
     )
@@ -162,13 +164,25 @@ def message_bytes(outgoing) -> bytes:
             for name, value in headers.items()
         ),
     )
-    layout = layout_for(static, varying, kinds["text"], kinds["html"])
+    return layout_for(static, varying, kinds["text"], kinds["html"])
+
+
+def message_bytes(outgoing) -> bytes:
+    """The message as Django would write it, built the fast way."""
+    encoding = settings.DEFAULT_CHARSET
+    text, html = outgoing.text, outgoing.html
+    kinds = {"text": body_kind(text, encoding), "html": body_kind(html, encoding)}
+    layout = layout_of(outgoing, kinds)
     if layout is None or (
         layout.boundary and (layout.boundary in text or layout.boundary in html)
     ):
         return outgoing.email_message().message().as_bytes(linesep=LINESEP)
-    values = {"Subject": outgoing.subject, "To": outgoing.to, **headers}
-    slots = {name: header_line(name, values[name], encoding) for name in varying}
+    values = {"Subject": outgoing.subject, "To": outgoing.to, **outgoing.headers}
+    slots = {
+        piece: header_line(piece, values[piece], encoding)
+        for piece in layout.pieces
+        if isinstance(piece, str) and piece not in ("text", "html")
+    }
     for slot, body in (("text", text), ("html", html)):
         if body:
             slots[slot] = body_bytes(body, kinds[slot], encoding)

@@ -141,22 +141,14 @@ def test_random_bodies_read_back_as_written():
 
 
 def test_a_body_holding_the_boundary_goes_through_django():
-    layout = compose.layout_for(
-        ("Сервис рассылок <noreply@example.com>", ("owner@example.com",), ()),
-        ("Subject", "To"),
-        compose.EIGHT_BIT,
-        compose.EIGHT_BIT,
+    sample = outgoing(text="Образец\n")
+    layout = compose.layout_of(
+        sample, {"text": compose.EIGHT_BIT, "html": compose.EIGHT_BIT}
     )
     assert layout.boundary
-    message = outgoing(
-        text=f"--{layout.boundary}\nподделка\n",
-        headers={},
-    )
-    data = message.as_bytes()
-    parsed = parse(data)
-    assert (
-        parsed.get_body(("plain",)).get_content() == f"--{layout.boundary}\nподделка\n"
-    )
+    forged = f"--{layout.boundary}\nподделка\n"
+    data = outgoing(text=forged).as_bytes()
+    assert parse(data).get_body(("plain",)).get_content() == forged
     assert layout.boundary.encode() not in BOUNDARY.search(data).group(1)
 
 
@@ -165,3 +157,11 @@ def test_a_line_break_in_a_header_is_refused_as_django_refuses_it():
         django_bytes(outgoing(subject="Тема\nBcc: victim@example.com"))
     with pytest.raises(BadHeaderError):
         outgoing(subject="Тема\nBcc: victim@example.com").as_bytes()
+
+
+def test_messages_without_their_own_date_and_id_do_not_share_them():
+    """Django makes them up when absent; a layout must not freeze them."""
+    first = parse(outgoing(1, headers={}).as_bytes())
+    second = parse(outgoing(2, headers={}).as_bytes())
+    assert first["Message-ID"] and first["Date"]
+    assert first["Message-ID"] != second["Message-ID"]
