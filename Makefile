@@ -26,12 +26,13 @@ install: $(VENV)/.installed
 		echo "msgfmt (GNU gettext) not found: using the committed .mo files"; \
 	fi
 
-# Migrates (roles come with the migrations), loads the demo data, then serves
-# the site on http://$(HOST):$(PORT) and runs the django-q2 worker beside it.
+# Migrates (roles come with the migrations), loads the demo data (once; a
+# refusal is shown and the site starts anyway), then serves the site on
+# http://$(HOST):$(PORT) and runs the django-q2 worker beside it.
 run: install
 	@mkdir -p var/mail
 	$(MANAGE) migrate --no-input
-	$(MANAGE) load_demo_data
+	-$(MANAGE) load_demo_data
 	@if [ -n "$$SUPERUSER_EMAIL" ] || grep -qs '^SUPERUSER_EMAIL=.' .env; then \
 		$(MANAGE) create_custom_super_user --no-input; fi
 	@echo "Site: http://$(HOST):$(PORT)/  Mail is written to var/mail/ unless EMAIL_URL is set."

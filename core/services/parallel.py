@@ -22,7 +22,7 @@ from dataclasses import asdict
 
 from django.conf import settings
 from django.core.cache import caches
-from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection, connections
 from django.utils import timezone
 
@@ -45,8 +45,9 @@ def helpers_wanted(*, run_ids=None, now=None) -> int:
         or connection.in_atomic_block
         # Only SMTP gains; other backends may keep their mail in memory.
         or not transports.uses_smtp()
-        # A rate limit counted in one process's memory would not hold.
-        or (settings.SMTP_RATE_LIMIT and isinstance(caches["default"], LocMemCache))
+        # A rate limit holds across processes only where the cache counts
+        # atomically (Redis); the file, database and memory caches do not.
+        or (settings.SMTP_RATE_LIMIT and not isinstance(caches["default"], RedisCache))
     ):
         return 0
     now = now or timezone.now()
@@ -69,12 +70,15 @@ def deliver_spread(*, time_budget: float, run_ids=None, progress=None) -> Summar
         )
     # A child must not share the parent's database sockets: both reconnect.
     connections.close_all()
-    children = [_fork(time_budget=time_budget, run_ids=run_ids) for _ in range(helpers)]
+    children = []
     try:
+        for _ in range(helpers):
+            children.append(_fork(time_budget=time_budget, run_ids=run_ids))
         summary = attempts_deliver(
             time_budget=time_budget, run_ids=run_ids, progress=progress
         )
     finally:
+        # Every helper started is waited for, whatever happened here.
         counts = [_collect(pid, pipe) for pid, pipe in children]
     for helper in counts:
         summary.add(helper)
@@ -88,10 +92,10 @@ def _fork(*, time_budget, run_ids) -> tuple[int, int]:
         os.close(write)
         return pid, read
     # The helper: deliver, report, and leave without running the parent's
-    # exit handlers or flushing its buffers. A signal ends it as it would
-    # any process, not through the handlers of the worker it was forked from.
+    # exit handlers or flushing its buffers. SIGTERM ends it as it would any
+    # process; SIGINT is left as the parent has it (a django-q2 worker
+    # ignores it to finish its task, and so do its helpers).
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.close(read)
     code = 1
     try:

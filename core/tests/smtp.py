@@ -30,12 +30,20 @@ class Recorder:
         self.lock = threading.Lock()
         self.peers = set()  # (host, port) of every connection that sent mail
         self.pipelining = True  # offer RFC 2920 PIPELINING, as most servers do
+        self.refuse_sender = ""  # a reply to MAIL FROM, e.g. "451 4.7.1 Later"
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         if self.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.refuse_sender:
+            return self.refuse_sender
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.reject:

@@ -283,7 +283,7 @@ def test_two_clusters_on_redis_deliver_each_address_exactly_once(
     assert len(sent) == 2 and sum(sent) == 5000
 
 
-def test_helpers_are_forked_only_where_they_can_help(sink, settings):
+def test_helpers_are_forked_only_where_they_can_help(sink, settings, tmp_path):
     from core.services.dispatch import run_open_now
     from core.services.parallel import helpers_wanted
 
@@ -299,11 +299,25 @@ def test_helpers_are_forked_only_where_they_can_help(sink, settings):
     settings.DISPATCH_PROCESSES = 1
     assert helpers_wanted() == 0
     settings.DISPATCH_PROCESSES = 4
-    settings.SMTP_RATE_LIMIT = "10/s"  # counted in this process's memory
+    settings.SMTP_RATE_LIMIT = "10/s"  # not counted atomically but by Redis
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     }
     assert helpers_wanted() == 0
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }
+    assert helpers_wanted() == 0
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/15",
+        }
+    }
+    assert helpers_wanted() == 2
     settings.SMTP_RATE_LIMIT = ""
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert helpers_wanted() == 0  # the outbox lives in this process

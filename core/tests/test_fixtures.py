@@ -189,9 +189,16 @@ def test_demo_data_loads_once_and_keeps_the_users_changes():
 
     out = io.StringIO()
     call_command("load_demo_data", stdout=out)
-    assert "loaded already" in out.getvalue()
+    assert "here already" in out.getvalue()
     client.refresh_from_db()
     assert client.full_name == "Переименована мной"
+
+    # Deleting one demo user does not make the next start reload the rest.
+    User.objects.get(email=sorted(demo)[-1]).delete()
+    call_command("load_demo_data", stdout=io.StringIO())
+    client.refresh_from_db()
+    assert client.full_name == "Переименована мной"
+    assert User.objects.filter(email__in=demo).count() == len(demo) - 1
 
     call_command("load_demo_data", "--reset", stdout=io.StringIO())
     client.refresh_from_db()

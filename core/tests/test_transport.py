@@ -89,3 +89,15 @@ def test_a_dropped_connection_is_retried_later(transport, smtp_server):
     assert transport.send(envelope(transport, "gleb@example.org")).result == (
         transports.SENT
     )
+
+
+def test_a_refused_sender_is_answered_for_the_message(transport, smtp_server):
+    smtp_server.recorder.refuse_sender = "451 4.7.1 Sender rate exceeded"
+    outcome = transport.send(envelope(transport, "dina@example.org"))
+    assert outcome.result == transports.RETRY
+    assert "Sender rate exceeded" in outcome.response
+    smtp_server.recorder.refuse_sender = ""
+    assert transport.send(envelope(transport, "dina@example.org")).result == (
+        transports.SENT
+    )
+    assert [tos for tos, _ in smtp_server.messages] == [["dina@example.org"]]

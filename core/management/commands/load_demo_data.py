@@ -6,6 +6,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from core.models import User
 
@@ -17,7 +18,8 @@ OWNER_FIELDS = {"core.article": "author"}
 class Command(BaseCommand):
     help = (
         "Load the demo users, recipients, messages, mailings and articles from "
-        "fixtures/*.json. Once loaded they are left alone (your changes stay); "
+        "fixtures/*.json into a service that has none of them yet. Once loaded "
+        "they are left alone, deletions included (your changes stay); "
         "--reset restores them as shipped. Refuses, changing nothing, where a "
         "demo row's id is taken by another user's row."
     )
@@ -39,22 +41,23 @@ class Command(BaseCommand):
             for row in rows
             if row["model"] == "core.user"
         }
-        present = User.objects.filter(email__in=demo_emails).count()
-        if present == len(demo_emails) and not reset:
-            self.stdout.write(
-                "The demo data is loaded already; --reset restores it as shipped."
-            )
-            return
-        taken = self._taken(rows, demo_emails)
-        if taken:
-            raise CommandError(
-                "Not loaded: these demo rows' ids belong to other users' rows, "
-                "which loading would overwrite: "
-                + "; ".join(
+        with transaction.atomic():
+            if not reset and self._present(rows, demo_emails):
+                self.stdout.write(
+                    "The demo data is here already (some or all of it); "
+                    "--reset loads it all as shipped."
+                )
+                return
+            taken = self._taken(rows, demo_emails)
+            if taken:
+                clashes = "; ".join(
                     f"{model} {', '.join(map(str, pks))}" for model, pks in taken
                 )
-            )
-        call_command("loaddata", *map(str, files), verbosity=0)
+                raise CommandError(
+                    "Not loaded: these demo rows' ids belong to other users' "
+                    f"rows, which loading would overwrite: {clashes}"
+                )
+            call_command("loaddata", *map(str, files), verbosity=0)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data loaded: {len(rows)} rows from "
@@ -64,21 +67,30 @@ class Command(BaseCommand):
             )
         )
 
+    def _present(self, rows, demo_emails) -> bool:
+        """Whether any demo user is here (demo rows cannot be without one):
+        then nothing is reloaded unasked, so no change or deletion is undone."""
+        return User.objects.filter(email__in=demo_emails).exists()
+
     def _taken(self, rows, demo_emails) -> list:
         """(model, [ids]) of existing rows with a demo id and a non-demo owner."""
         taken = []
-        by_model = {}
-        for row in rows:
-            if "pk" in row:
-                by_model.setdefault(row["model"], []).append(row["pk"])
-        for label, pks in sorted(by_model.items()):
+        for label, pks in sorted(_pks_by_model(rows).items()):
             model = apps.get_model(label)
+            existing = model.objects.filter(pk__in=pks)
             owner = OWNER_FIELDS.get(label, "owner")
-            clash = sorted(
-                model.objects.filter(pk__in=pks)
-                .exclude(**{f"{owner}__email__in": demo_emails})
-                .values_list("pk", flat=True)
-            )
+            if any(field.name == owner for field in model._meta.get_fields()):
+                existing = existing.exclude(**{f"{owner}__email__in": demo_emails})
+            # A model without an owner: any row with a demo id is someone's.
+            clash = sorted(existing.values_list("pk", flat=True))
             if clash:
                 taken.append((label, clash))
         return taken
+
+
+def _pks_by_model(rows) -> dict:
+    by_model = {}
+    for row in rows:
+        if "pk" in row:
+            by_model.setdefault(row["model"], []).append(row["pk"])
+    return by_model
