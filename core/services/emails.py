@@ -75,7 +75,8 @@ class Outgoing:
         return email_message
 
     def as_bytes(self) -> bytes:
-        """The MIME bytes, the same as the Django e-mail's, built faster."""
+        """The MIME bytes the Django e-mail would give, built faster
+        (compose.py says where they may differ: boundary, QP line breaks)."""
         return message_bytes(self)
 
 
