@@ -286,8 +286,14 @@ def _stand_ins(tag: str):
 def phase_ceiling(*, port: int, concurrency: int, count: int, tag: str) -> dict:
     """The same messages, transport and threads as the pipeline; no database."""
     connect(port=port, concurrency=concurrency)
-    from core.services.emails import email_prepare
-    from core.services.transport import SENT, SmtpTransport
+    from core.services.dispatch.outcome import Outcome, outcome_of
+    from core.services.mail.message import (
+        email_prepare,
+        envelope_recipient,
+        envelope_sender,
+    )
+    from core.services.mail.smtp import SmtpTransport
+    from core.services.unsubscribe import unsubscribe_url
 
     mailing, message = _stand_ins(tag)
     work = queue.SimpleQueue()
@@ -305,12 +311,17 @@ def phase_ceiling(*, port: int, concurrency: int, count: int, tag: str) -> dict:
             outgoing = email_prepare(
                 mailing=mailing,
                 message=message,
-                client_id=n + 1,
                 email=email,
                 full_name=full_name,
+                unsubscribe_url=unsubscribe_url(client_id=n + 1),
+                reply_to=mailing.owner.email,
             )
-            outcome = transport.send(transport.build(outgoing))
-            results.append(outcome.result)
+            reply = transport.send(
+                envelope_sender(outgoing.from_email),
+                envelope_recipient(outgoing),
+                outgoing.as_bytes(),
+            )
+            results.append(outcome_of(reply))
 
     transports = [SmtpTransport() for _ in range(concurrency)]
     threads = [
@@ -329,7 +340,7 @@ def phase_ceiling(*, port: int, concurrency: int, count: int, tag: str) -> dict:
     return {
         "seconds": clock["seconds"],
         "cpu_seconds": cpu,
-        "sent": results.count(SENT),
+        "sent": results.count(Outcome.SENT),
         "peak_mb": peak_rss_mb(),
     }
 
@@ -340,8 +351,8 @@ def phase_sequential(*, port: int, count: int, tag: str) -> dict:
     from django.conf import settings
     from django.core.mail import send_mail
 
-    from core.services.emails import unsubscribe_url
-    from core.services.messages import message_context, message_render
+    from core.services.mail.templates import message_context, message_render
+    from core.services.unsubscribe import unsubscribe_url
 
     mailing, message = _stand_ins(tag)
     sent = 0

@@ -10,14 +10,9 @@ class CoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from django.db.models.signals import post_migrate
+        from . import signals
 
-        # Connect the signals: owners' grants, and the public site's caches.
-        from .services import blog, permissions, site  # noqa: F401
-        from .tasks import schedule_ensure
-
-        # The dispatch schedule follows DISPATCH_PERIOD_MINUTES after each migrate.
-        post_migrate.connect(schedule_ensure, sender=self)
+        signals.connect(self)
 
 
 class MailingAdminConfig(admin_apps.AdminConfig):

@@ -5,6 +5,7 @@ from django.contrib.syndication.views import Feed
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
+from .links import absolute_url
 from .services import blog
 
 
@@ -18,10 +19,10 @@ class ArticleFeed(Feed):
         }
 
     def link(self):
-        return settings.SITE_URL + reverse("blog")
+        return absolute_url(reverse("blog"))
 
     def feed_url(self):
-        return settings.SITE_URL + reverse("blog_feed")
+        return absolute_url(reverse("blog_feed"))
 
     def items(self):
         return blog.blog_feed_items()
@@ -33,10 +34,10 @@ class ArticleFeed(Feed):
         return item["body"]
 
     def item_link(self, item):
-        return settings.SITE_URL + item["url"]
+        return absolute_url(item["url"])
 
     def item_guid(self, item):
-        return settings.SITE_URL + item["url"]
+        return absolute_url(item["url"])
 
     def item_author_name(self, item):
         return item["author_name"]

@@ -1,9 +1,16 @@
-"""django-q2 entry points: thin shells over the dispatch service."""
+"""django-q2 entry points: thin shells over the dispatch service.
+
+Fan-out happens here: a tick opens the due runs and hands delivery to as
+many cluster workers as the queue is worth, on this machine or any other
+that shares the broker.
+"""
 
 from django.conf import settings
+from django_q.brokers import get_broker
+from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from .services.dispatch import dispatch_deliver, dispatch_tick
+from .services import dispatch
 
 SCHEDULE_NAME = "dispatch mailings"
 
@@ -15,32 +22,34 @@ def queue(func: str, *args) -> None:
 
 def tick():
     """Run by the schedule every DISPATCH_PERIOD_MINUTES."""
-    summary = dispatch_tick()
-    return _report(summary)
+    summary = dispatch.dispatch_tick(deliver_here=False)
+    return f"{summary.line()}; deliveries started {fan_out()}"
 
 
 def send_now(mailing_id: int):
     """Queued by the admin's "send now" action."""
-    return _report(dispatch_tick(mailing_id=mailing_id))
+    summary = dispatch.dispatch_tick(mailing_id=mailing_id, deliver_here=False)
+    return f"{summary.line()}; deliveries started {fan_out()}"
 
 
-def deliver():
-    """Queued after "retry failed recipients": send what is queued now."""
-    return _report(dispatch_deliver())
+def deliver(share: int = 1):
+    """One cluster worker's delivery; `share` workers deliver side by side."""
+    return dispatch.dispatch_deliver(share=share).line()
 
 
-def _report(summary) -> str:
-    return (
-        f"runs {summary.runs}, sent {summary.sent}, failed {summary.failed}, "
-        f"skipped {summary.skipped}, unknown {summary.unknown}, "
-        f"retrying {summary.retried}"
-    )
+def fan_out() -> int:
+    """Queue as many deliveries as the work is worth, less those still waiting."""
+    wanted = dispatch.deliveries_wanted()
+    if not wanted:
+        return 0
+    started = max(0, wanted - get_broker().queue_size())
+    for _ in range(started):
+        queue("core.tasks.deliver", wanted)
+    return started
 
 
 def schedule_ensure(**kwargs) -> None:
     """Create or update the dispatch schedule; run after every migrate."""
-    from django_q.models import Schedule
-
     Schedule.objects.update_or_create(
         name=SCHEDULE_NAME,
         defaults={

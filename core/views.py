@@ -18,7 +18,7 @@ from django_ratelimit.decorators import ratelimit
 
 from .forms import EmailAuthenticationForm, EmailForm, ProfileForm, SignupForm
 from .services import accounts, blog, site
-from .services import mailings as mailing_services
+from .services.unsubscribe import client_for_unsubscribe, client_unsubscribe
 
 # Mail-sending forms: a handful per hour from one address (IP) or for one
 # e-mail, enough for a person, too few for a bot.
@@ -225,10 +225,10 @@ def profile(request):
 def unsubscribe(request, token):
     """GET asks for confirmation; POST (a mail program's one click) acts at once."""
     if request.method == "POST":
-        client = mailing_services.client_unsubscribe(token=token)
+        client = client_unsubscribe(token=token)
         template, outcome = "core/unsubscribe.html", "done"
     else:
-        client = mailing_services.client_for_unsubscribe(token=token)
+        client = client_for_unsubscribe(token=token)
         template = "core/unsubscribe.html"
         outcome = "already" if client and client.unsubscribed_at else "confirm"
     if client is None:

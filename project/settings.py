@@ -245,9 +245,13 @@ else:
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["poll"] = 1
 
-# Sending mailings (see core/services/dispatch.py).
-# SMTP connections each worker keeps open and sends over at once.
-SMTP_CONCURRENCY = env.int("SMTP_CONCURRENCY", default=4)
+# Sending mailings (DESIGN.md, Dispatch; core/services/dispatch/).
+# SMTP connections to the relay: unset, each delivering process starts with
+# two and adds more while throughput grows and the server accepts them, up
+# to its share of SMTP_MAX_CONCURRENCY (the total for all processes one
+# tick or command delivers in). A number pins the count per process.
+SMTP_CONCURRENCY = env.int("SMTP_CONCURRENCY", default=0)
+SMTP_MAX_CONCURRENCY = env.int("SMTP_MAX_CONCURRENCY", default=32)
 # Messages per second or hour for all workers together, e.g. "50/s",
 # "10000/h"; empty for no limit.
 SMTP_RATE_LIMIT = env.str("SMTP_RATE_LIMIT", default="")
@@ -258,19 +262,24 @@ SMTP_RETRY_BACKOFF = env.int("SMTP_RETRY_BACKOFF", default=60)
 # Failures in a row that pause a run, and for how many minutes.
 SMTP_MAX_CONSECUTIVE_ERRORS = env.int("SMTP_MAX_CONSECUTIVE_ERRORS", default=20)
 SMTP_PAUSE_MINUTES = env.int("SMTP_PAUSE_MINUTES", default=15)
-# Attempts a worker claims at once, and how long a claim may live before
-# another worker treats its holder as dead.
+# Attempts a worker claims at once.
 DISPATCH_BATCH_SIZE = env.int("DISPATCH_BATCH_SIZE", default=200)
-# Processes one tick may deliver in, itself included (PostgreSQL only; each
-# opens SMTP_CONCURRENCY connections). One process fills about one core.
+# Delivery tasks a tick hands to the cluster at most: the django-q2 workers
+# of every machine together (PostgreSQL; on SQLite one delivers).
+DISPATCH_WORKERS = env.int("DISPATCH_WORKERS", default=env.int("Q_WORKERS", default=2))
+# Processes `send_scheduled_emails` delivers in, itself included
+# (PostgreSQL only). One process fills about one core.
 DISPATCH_PROCESSES = env.int("DISPATCH_PROCESSES", default=min(os.cpu_count() or 1, 4))
-DISPATCH_LEASE_SECONDS = env.int("DISPATCH_LEASE_SECONDS", default=600)
+# A worker renews its claims every third of this; a claim not renewed for
+# this long belongs to a dead worker and is settled by the next tick.
+DISPATCH_LEASE_SECONDS = env.int("DISPATCH_LEASE_SECONDS", default=30)
 # Where workers journal each send until its result is in the database; it
 # lets recovery tell a message in flight from one never started.
 DISPATCH_JOURNAL_DIR = env.path("DISPATCH_JOURNAL_DIR", default=VAR_DIR / "journal")
-# Longest a tick keeps delivering before it returns (below the task timeout);
-# what is left goes out on the next tick.
-DISPATCH_TICK_SECONDS = env.int("DISPATCH_TICK_SECONDS", default=480)
+# Longest one delivery task keeps sending before it gives its worker back
+# (below the task timeout), so the next tick is never kept waiting long;
+# what is left goes out with the next tick's deliveries.
+DISPATCH_TICK_SECONDS = env.int("DISPATCH_TICK_SECONDS", default=60)
 # Sender of mailings; replies go to the mailing's owner.
 MAILING_FROM_EMAIL = env.str("MAILING_FROM_EMAIL", default=DEFAULT_FROM_EMAIL)
 

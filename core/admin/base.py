@@ -10,7 +10,8 @@
 from django.contrib import admin
 from guardian.admin import ReinforcedGuardedModelAdminMixin
 
-from core.models.base import owner_field_name
+from core.models.base import sees_all
+from core.models.grants import owner_field_name
 
 
 def perm_name(model, action):
@@ -30,20 +31,17 @@ class OwnedAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
         return owner_field_name(self.model)
 
     def sees_all(self, request):
-        return request.user.has_perm(perm_name(self.model, "view"))
+        return sees_all(request.user, self.model)
 
     def works_here(self, request):
         """Clients may add rows here, so they may use the page for their own."""
         return request.user.has_perm(perm_name(self.model, "add"))
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser or self.sees_all(request):
-            return queryset
-        return queryset.filter(**{self.owner_field: request.user})
+        return super().get_queryset(request).visible_to(request.user)
 
     def has_view_permission(self, request, obj=None):
-        if request.user.is_superuser or self.sees_all(request):
+        if self.sees_all(request):
             return True
         if obj is None:
             return self.works_here(request)
@@ -79,18 +77,18 @@ class OwnedAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
 
     def get_list_display(self, request):
         display = list(super().get_list_display(request))
-        if request.user.is_superuser or self.sees_all(request):
+        if self.sees_all(request):
             display.append(self.owner_field)
         return display
 
     def get_list_filter(self, request):
         filters = list(super().get_list_filter(request))
-        if request.user.is_superuser or self.sees_all(request):
+        if self.sees_all(request):
             filters.append((self.owner_field, admin.RelatedOnlyFieldListFilter))
         return filters
 
     def get_search_fields(self, request):
         fields = list(super().get_search_fields(request))
-        if request.user.is_superuser or self.sees_all(request):
+        if self.sees_all(request):
             fields.append(f"{self.owner_field}__email")
         return fields

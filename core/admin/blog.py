@@ -161,7 +161,7 @@ class ArticleAdmin(OwnedAdmin):
         return readonly
 
     def _sees_authors(self, request):
-        return request.user.is_superuser or self.sees_all(request)
+        return self.sees_all(request)
 
     # --- columns and read-only fields ------------------------------------
     @admin.display(description=_("status"), ordering="status")

@@ -301,7 +301,7 @@ class ClientAdmin(ImportExportMixin, OwnedAdmin):
         response = StreamingHttpResponse(
             clients_export_csv(
                 queryset=queryset,
-                with_owner=request.user.is_superuser or self.sees_all(request),
+                with_owner=self.sees_all(request),
             ),
             content_type="text/csv; charset=utf-8",
         )

@@ -29,13 +29,6 @@ class MailingForm(forms.ModelForm):
         if "clients" in self.fields:
             self.fields["clients"].queryset = Client.objects.filter(owner_id=owner_id)
 
-    def clean(self):
-        cleaned = super().clean()
-        start_at, end_at = cleaned.get("start_at"), cleaned.get("end_at")
-        if start_at and end_at and end_at < start_at:
-            self.add_error("end_at", _("The end must not be before the start."))
-        return cleaned
-
 
 class StatusFilter(admin.SimpleListFilter):
     title = _("status")
@@ -46,7 +39,7 @@ class StatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(status_value=self.value())
+            return queryset.filter(status=self.value())
         return queryset
 
 
@@ -81,12 +74,11 @@ class MailingAdmin(OwnedAdmin):
         return (
             super()
             .get_queryset(request)
-            .with_status()
             .select_related("message", "owner")
             .annotate(recipient_count=Count("clients", distinct=True))
         )
 
-    @admin.display(description=_("status"), ordering="status_value")
+    @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj):
         colours = {
             Mailing.Status.CREATED: "secondary",
@@ -97,7 +89,7 @@ class MailingAdmin(OwnedAdmin):
         return format_html(
             '<span class="badge bg-{}">{}</span>',
             colours[obj.status],
-            obj.status.label,
+            Mailing.Status(obj.status).label,
         )
 
     @admin.display(description=_("recipients"), ordering="recipient_count")
@@ -113,14 +105,6 @@ class MailingAdmin(OwnedAdmin):
             urlencode({"mailing__id__exact": obj.pk}),
             _("runs"),
         )
-
-    def save_model(self, request, obj, form, change):
-        schedule_changed = not change or bool(
-            {"start_at", "end_at", "periodicity"} & set(form.changed_data)
-        )
-        if schedule_changed:
-            mailing_services.mailing_reschedule(mailing=obj)
-        super().save_model(request, obj, form, change)
 
     # --- owner actions -------------------------------------------------
     @admin.action(description=_("Send now"))

@@ -6,8 +6,7 @@ from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
 from core.models import Message
-from core.services import mailings as mailing_services
-from core.services.messages import message_template_errors
+from core.services import messages as message_services
 
 from .base import OwnedAdmin, perm_name
 
@@ -21,17 +20,6 @@ class MessageForm(forms.ModelForm):
             "body": forms.Textarea(attrs={"rows": 14}),
             "html_body": forms.Textarea(attrs={"rows": 10}),
         }
-
-    def clean(self):
-        cleaned = super().clean()
-        errors = message_template_errors(
-            subject=cleaned.get("subject", ""),
-            body=cleaned.get("body", ""),
-            html_body=cleaned.get("html_body", ""),
-        )
-        for field, error in errors.items():
-            self.add_error(field, error)
-        return cleaned
 
 
 @admin.register(Message)
@@ -76,7 +64,7 @@ class MessageAdmin(OwnedAdmin):
 
     def preview_view(self, request, object_id):
         message = get_object_or_404(self.get_queryset(request), pk=object_id)
-        preview = mailing_services.message_preview(message=message)
+        preview = message_services.message_preview(message=message)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -99,7 +87,7 @@ class MessageAdmin(OwnedAdmin):
             request.user.is_superuser or self.has_change_permission(request, message)
         ):
             raise admin.options.PermissionDenied
-        ok, detail = mailing_services.message_send_test(
+        ok, detail = message_services.message_send_test(
             message=message, to=request.user.email
         )
         if ok:

@@ -7,9 +7,8 @@ from django.utils.translation import ngettext
 
 from core import tasks
 from core.models import Attempt, MailingRun
+from core.models.base import sees_all
 from core.services import dispatch
-
-from .base import perm_name
 
 
 class ReportAdmin(admin.ModelAdmin):
@@ -19,15 +18,10 @@ class ReportAdmin(admin.ModelAdmin):
     list_per_page = 100
 
     def sees_all(self, request):
-        return request.user.is_superuser or request.user.has_perm(
-            perm_name(self.model, "view")
-        )
+        return sees_all(request.user, self.model)
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if self.sees_all(request):
-            return queryset
-        return queryset.filter(owner=request.user)
+        return super().get_queryset(request).visible_to(request.user)
 
     def has_view_permission(self, request, obj=None):
         if self.sees_all(request):
@@ -96,7 +90,7 @@ class MailingRunAdmin(ReportAdmin):
                     _("%(count)d failed recipients queued again.") % {"count": count},
                 )
         if total:
-            tasks.queue("core.tasks.deliver")
+            tasks.queue("core.tasks.fan_out")
         self.message_user(
             request,
             ngettext(

@@ -2,10 +2,16 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .grants import owner_field_name, permissions_grant_owner
 
-def owner_field_name(model) -> str:
-    """The foreign key naming a row's owner: `owner`, or e.g. `author`."""
-    return getattr(model, "owner_field", "owner")
+
+def sees_all(user, model) -> bool:
+    """Whether `user` sees every row of `model`: superusers, and managers
+    (a global view permission). Everyone else sees their own rows only."""
+    opts = model._meta
+    return user.is_superuser or user.has_perm(
+        f"{opts.app_label}.view_{opts.model_name}"
+    )
 
 
 class OwnedQuerySet(models.QuerySet):
@@ -15,22 +21,20 @@ class OwnedQuerySet(models.QuerySet):
         return self.filter(**{owner_field_name(self.model): user})
 
     def visible_to(self, user):
-        """Everything for superusers and managers; the owner's rows otherwise."""
-        opts = self.model._meta
-        if user.is_superuser or user.has_perm(
-            f"{opts.app_label}.view_{opts.model_name}"
-        ):
-            return self
+        """What `user` may see: everything (`sees_all`) or their own rows.
+
+        Admin lists, reports and the dashboard all ask this.
+        """
         if not user.is_authenticated:
             return self.none()
+        if sees_all(user, self.model):
+            return self
         return self.owned_by(user)
 
     def bulk_create(self, objs, *args, **kwargs):
         # Bulk inserts skip save() and post_save: grant the owner's object
         # permissions here, so a CSV import owns what it creates.
         created = super().bulk_create(objs, *args, **kwargs)
-        from core.services.permissions import permissions_grant_owner
-
         permissions_grant_owner(objs=[obj for obj in created if obj.pk is not None])
         return created
 

@@ -7,14 +7,16 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .base import OwnedQuerySet
+from .markup import SLUG_RESERVED, article_body_html, article_slug_base
 
 ARTICLE_TITLE_MAX_LENGTH = 200
+# The cover formats we accept, and the extension each is stored under.
+ARTICLE_IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
+ARTICLE_IMAGE_EXTENSIONS = frozenset({*ARTICLE_IMAGE_FORMATS.values(), "jpeg"})
 
 
 def article_image_path(instance, filename):
     """A random name under the month: never the uploader's name or extension."""
-    from core.services.blog import ARTICLE_IMAGE_EXTENSIONS
-
     extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     if extension not in ARTICLE_IMAGE_EXTENSIONS:
         extension = "img"
@@ -26,8 +28,21 @@ class ArticleQuerySet(OwnedQuerySet):
         """What readers may see: approved articles only."""
         return self.filter(status=Article.Status.PUBLISHED)
 
-    def pending(self):
-        return self.filter(status=Article.Status.PENDING)
+    def free_slug(self, *, title: str, exclude_pk=None) -> str:
+        """The title's address, or it with -2, -3 … when that is taken."""
+        base = article_slug_base(title=title)
+        taken = set(
+            self.filter(slug__startswith=base)
+            .exclude(pk=exclude_pk)
+            .values_list("slug", flat=True)
+        )
+        taken |= SLUG_RESERVED
+        if base not in taken:
+            return base
+        number = 2
+        while f"{base}-{number}" in taken:
+            number += 1
+        return f"{base}-{number}"
 
 
 class Article(models.Model):
@@ -114,8 +129,6 @@ class Article(models.Model):
         return self.title
 
     def save(self, *args, **kwargs):
-        from core.services.blog import article_body_html, article_slug
-
         self.body = article_body_html(source=self.source, html=self.body)
         if not self._state.adding and kwargs.get("update_fields") is None:
             # Views are counted by UPDATEs of their own; an edit saved in the
@@ -133,7 +146,9 @@ class Article(models.Model):
         if not regenerate:
             return super().save(*args, **kwargs)
         for attempt in range(5):
-            self.slug = article_slug(title=self.title, exclude_pk=self.pk)
+            self.slug = type(self).objects.free_slug(
+                title=self.title, exclude_pk=self.pk
+            )
             try:
                 # A savepoint: another author may take the same address
                 # between the check and the insert; then take the next one.

@@ -1,13 +1,23 @@
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
 
 from .base import OwnedModel, OwnedQuerySet
 
 
+def subscribed_q(prefix: str = "") -> Q:
+    """The one rule for a recipient whom mailings may reach; `prefix` reads
+    it through a relation (``subscribed_q("client__")``)."""
+    return Q(**{f"{prefix}unsubscribed_at__isnull": True})
+
+
 class ClientQuerySet(OwnedQuerySet):
     def subscribed(self):
-        return self.filter(unsubscribed_at__isnull=True)
+        return self.filter(subscribed_q())
+
+    def unsubscribed(self):
+        return self.exclude(subscribed_q())
 
 
 class Client(OwnedModel):

@@ -3,16 +3,27 @@ from django.db import models
 from django.db.models import Case, F, Q, Value, When
 from django.utils.translation import gettext_lazy as _
 
+from core.templating import validate_template
+
 from .base import OwnedModel, OwnedQuerySet
 from .clients import Client
+from .scheduling import next_run_for
+
+# The fields a mailing's schedule is made of; `next_run_at` follows them.
+SCHEDULE_FIELDS = ("start_at", "end_at", "periodicity")
+# The statuses of a mailing that still sends (Mailing.Status values).
+ACTIVE_STATUSES = ("created", "running")
 
 
 class Message(OwnedModel):
     """What a mailing sends: a subject and a body, personalised per recipient."""
 
-    subject = models.CharField(_("subject"), max_length=255)
+    subject = models.CharField(
+        _("subject"), max_length=255, validators=[validate_template]
+    )
     body = models.TextField(
         _("text"),
+        validators=[validate_template],
         help_text=_(
             "Plain text. You may use {{ client.full_name }}, {{ client.email }}, "
             "{{ mailing.title }} and {{ unsubscribe_url }}."
@@ -21,6 +32,7 @@ class Message(OwnedModel):
     html_body = models.TextField(
         _("HTML version"),
         blank=True,
+        validators=[validate_template],
         help_text=_("Optional. Sent beside the text for mail programs that show HTML."),
     )
 
@@ -37,32 +49,11 @@ class Message(OwnedModel):
     def __str__(self):
         return self.subject
 
-    def clean(self):
-        super().clean()
-        from core.services.messages import message_template_errors
-
-        errors = message_template_errors(
-            subject=self.subject, body=self.body, html_body=self.html_body
-        )
-        if errors:
-            raise ValidationError(errors)
-
 
 class MailingQuerySet(OwnedQuerySet):
-    def with_status(self):
-        return self.annotate(
-            status_value=Case(
-                When(is_enabled=False, then=Value(Mailing.Status.DISABLED)),
-                When(next_run_at__isnull=True, then=Value(Mailing.Status.COMPLETED)),
-                When(last_run_at__isnull=True, then=Value(Mailing.Status.CREATED)),
-                default=Value(Mailing.Status.RUNNING),
-                output_field=models.CharField(),
-            )
-        )
-
     def active(self):
         """Enabled mailings that still have an occurrence ahead."""
-        return self.filter(is_enabled=True, next_run_at__isnull=False)
+        return self.filter(status__in=ACTIVE_STATUSES)
 
     def due(self, now):
         """Mailings the scheduler must run now: enabled, owner not blocked."""
@@ -120,6 +111,18 @@ class Mailing(OwnedModel):
     last_run_at = models.DateTimeField(
         _("last sending"), null=True, blank=True, editable=False
     )
+    # Computed by the database from the fields above, whatever wrote them.
+    status = models.GeneratedField(
+        expression=Case(
+            When(is_enabled=False, then=Value(Status.DISABLED.value)),
+            When(next_run_at__isnull=True, then=Value(Status.COMPLETED.value)),
+            When(last_run_at__isnull=True, then=Value(Status.CREATED.value)),
+            default=Value(Status.RUNNING.value),
+        ),
+        output_field=models.CharField(max_length=16, choices=Status),
+        db_persist=True,
+        verbose_name=_("status"),
+    )
 
     objects = MailingQuerySet.as_manager()
 
@@ -145,29 +148,57 @@ class Mailing(OwnedModel):
             models.Index(
                 fields=["next_run_at"],
                 name="mailing_due_idx",
-                condition=Q(is_enabled=True, next_run_at__isnull=False),
+                condition=Q(status__in=ACTIVE_STATUSES),
             ),
         ]
 
     def __str__(self):
         return self.title
 
-    @property
-    def status(self):
-        value = getattr(self, "status_value", None)
-        if value is None:
-            if not self.is_enabled:
-                value = self.Status.DISABLED
-            elif self.next_run_at is None:
-                value = self.Status.COMPLETED
-            elif self.last_run_at is None:
-                value = self.Status.CREATED
-            else:
-                value = self.Status.RUNNING
-        return self.Status(value)
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._remember_schedule()
+        return instance
+
+    def save(self, *args, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and set(SCHEDULE_FIELDS) & set(update_fields):
+            # A schedule saved alone moves `next_run_at` too (core/signals.py).
+            kwargs["update_fields"] = {*update_fields, "next_run_at"}
+        super().save(*args, **kwargs)
+        self._remember_schedule()
+        # The database computed the status; read it again when it is asked.
+        self.__dict__.pop("status", None)
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        self._remember_schedule()
+
+    def schedule(self) -> tuple:
+        return tuple(getattr(self, name) for name in SCHEDULE_FIELDS)
+
+    def _remember_schedule(self) -> None:
+        # Only a row whose whole schedule is loaded can tell what changed.
+        if all(name in self.__dict__ for name in SCHEDULE_FIELDS):
+            self._saved_schedule = self.schedule()
+
+    def schedule_changed(self) -> bool:
+        """Whether start, end or periodicity differ from what was loaded
+        (always, for a row not loaded from the database)."""
+        return getattr(self, "_saved_schedule", None) != self.schedule()
+
+    def schedule_derive(self, *, now=None) -> None:
+        """Set `next_run_at` from the schedule and the last run (not saved).
+
+        The `pre_save` receiver in core/signals.py calls this whenever the
+        schedule changed, by whatever path the row is saved.
+        """
+        self.next_run_at = next_run_for(mailing=self, now=now)
 
     def clean(self):
         super().clean()
+        # The constraint says the same; this names the field in the form.
         if self.end_at and self.start_at and self.end_at < self.start_at:
             raise ValidationError(
                 {"end_at": _("The end must not be before the start.")}

@@ -97,10 +97,6 @@ class User(AbstractBaseUser, PermissionsMixin):
     def is_verified(self):
         return self.email_verified_at is not None
 
-    @property
-    def is_manager(self):
-        return self.groups.filter(name="managers").exists()
-
     def get_full_name(self):
         return self.full_name or self.email
 

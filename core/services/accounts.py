@@ -14,6 +14,8 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
+from core.links import absolute_url
+
 from .roles import CLIENTS, MANAGERS
 
 logger = logging.getLogger(__name__)
@@ -39,11 +41,6 @@ def axes_username(request, credentials):
     User = get_user_model()
     raw = (credentials or {}).get("username") or (credentials or {}).get("email")
     return User.objects.normalize_email(raw)
-
-
-def site_url(path: str) -> str:
-    """An absolute link for an e-mail, built from SITE_URL, never the Host."""
-    return f"{settings.SITE_URL}{path}"
 
 
 def mail_send_templated(*, to: str, template: str, context: dict) -> bool:
@@ -74,7 +71,7 @@ def mail_send_templated(*, to: str, template: str, context: dict) -> bool:
 def user_verification_link(*, user) -> str:
     uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
     token = verification_token.make_token(user)
-    return site_url(reverse("verify", kwargs={"uidb64": uidb64, "token": token}))
+    return absolute_url(reverse("verify", kwargs={"uidb64": uidb64, "token": token}))
 
 
 def user_send_verification(*, user) -> bool:
@@ -101,8 +98,8 @@ def user_signup(*, email: str, full_name: str, password: str) -> bool:
             template="already_registered",
             context={
                 "user": existing,
-                "login_url": site_url(reverse("login")),
-                "reset_url": site_url(reverse("password_reset")),
+                "login_url": absolute_url(reverse("login")),
+                "reset_url": absolute_url(reverse("password_reset")),
             },
         )
     with transaction.atomic():

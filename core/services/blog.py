@@ -1,4 +1,4 @@
-"""The moderated blog: addresses, safe HTML, covers, moderation, public data.
+"""The moderated blog: covers, moderation, and what readers see.
 
 An article's life:
 
@@ -21,141 +21,26 @@ import re
 from io import BytesIO
 from uuid import uuid4
 
-import markdown
-import nh3
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F
-from django.db.models.signals import post_delete, post_save, pre_save
-from django.dispatch import receiver
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.html import strip_tags
-from django.utils.text import Truncator, slugify
+from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.models import Article, User
-
-# --- addresses -------------------------------------------------------------
-
-# Russian (and Ukrainian, Belarusian) letters in Latin, close to GOST 7.79-2000
-# system B as URLs and passports commonly write it: "щука" → "shchuka".
-TRANSLITERATION = {
-    "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "yo",
-    "ж": "zh", "з": "z", "и": "i", "й": "y", "к": "k", "л": "l", "м": "m",
-    "н": "n", "о": "o", "п": "p", "р": "r", "с": "s", "т": "t", "у": "u",
-    "ф": "f", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch",
-    "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu", "я": "ya",
-    "і": "i", "ї": "yi", "є": "ye", "ґ": "g", "ў": "u",
-}  # fmt: skip
-SLUG_BASE_MAX_LENGTH = 80
-# A title made only of punctuation or emoji leaves nothing to transliterate.
-SLUG_FALLBACK = "article"
-# Paths under /blog/ that an article must not shadow.
-SLUG_RESERVED = frozenset({"feed"})
-
-
-def transliterate(text: str) -> str:
-    return "".join(TRANSLITERATION.get(char, char) for char in text.lower())
-
-
-def article_slug_base(*, title: str) -> str:
-    """A readable ASCII address made from the title, cut at a word boundary."""
-    base = slugify(transliterate(title))
-    if len(base) > SLUG_BASE_MAX_LENGTH:
-        base = base[: SLUG_BASE_MAX_LENGTH + 1]
-        base = base.rsplit("-", 1)[0] if "-" in base else base[:SLUG_BASE_MAX_LENGTH]
-    return base.strip("-") or SLUG_FALLBACK
-
-
-def article_slug(*, title: str, exclude_pk=None) -> str:
-    """The base address, or the base with -2, -3 … when it is taken."""
-    base = article_slug_base(title=title)
-    taken = set(
-        Article.objects.filter(slug__startswith=base)
-        .exclude(pk=exclude_pk)
-        .values_list("slug", flat=True)
-    )
-    taken |= SLUG_RESERVED
-    if base not in taken:
-        return base
-    number = 2
-    while f"{base}-{number}" in taken:
-        number += 1
-    return f"{base}-{number}"
-
-
-# --- safe HTML ---------------------------------------------------------------
-
-MARKDOWN_EXTENSIONS = ["fenced_code", "tables", "sane_lists", "nl2br"]
-ALLOWED_TAGS = {
-    "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6",
-    "strong", "b", "em", "i", "u", "s", "del", "ins", "mark", "small",
-    "sub", "sup", "abbr", "blockquote", "q", "cite", "code", "pre", "kbd",
-    "ul", "ol", "li", "dl", "dt", "dd", "a", "img", "figure", "figcaption",
-    "table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption",
-}  # fmt: skip
-ALLOWED_ATTRIBUTES = {
-    "a": {"href", "title"},
-    "img": {"src", "alt", "title", "width", "height"},
-    "abbr": {"title"},
-    "ol": {"start"},
-    "th": {"colspan", "rowspan", "align"},
-    "td": {"colspan", "rowspan", "align"},
-}
-ALLOWED_URL_SCHEMES = {"http", "https", "mailto"}
-
-
-def _attribute_filter(tag, attribute, value):
-    # Pictures come from this site only: an image from elsewhere would let
-    # its host follow every reader, and the site promises no outside assets.
-    if tag == "img" and attribute == "src":
-        local = value.startswith("/") and not value.startswith("//")
-        return value if local else None
-    return value
-
-
-def article_sanitize(*, html_text: str) -> str:
-    """HTML with only harmless tags and attributes: no script, style, event
-    handler, frame, or link other than http(s) and mailto."""
-    return nh3.clean(
-        html_text or "",
-        tags=ALLOWED_TAGS,
-        attributes=ALLOWED_ATTRIBUTES,
-        url_schemes=ALLOWED_URL_SCHEMES,
-        attribute_filter=_attribute_filter,
-        link_rel="nofollow noopener noreferrer ugc",
-        strip_comments=True,
-    )
-
-
-def article_body_html(*, source: str, html: str = "") -> str:
-    """The Markdown `source` as sanitized HTML, or `html` sanitized when there
-    is no source (an article written elsewhere as HTML)."""
-    if source:
-        html = markdown.markdown(
-            source, extensions=MARKDOWN_EXTENSIONS, output_format="html"
-        )
-    return article_sanitize(html_text=html)
-
-
-@receiver(pre_save, sender=Article)
-def article_sanitize_loaded(sender, instance, raw=False, **kwargs):
-    """`loaddata` skips save(): a fixture cannot bring unsafe HTML either."""
-    if raw:
-        instance.body = article_body_html(source=instance.source, html=instance.body)
-
+from core.models import Article
+from core.models.blog import ARTICLE_IMAGE_FORMATS
 
 # --- cover images -----------------------------------------------------------
 
 ARTICLE_IMAGE_MAX_BYTES = 5 * 1024 * 1024
 # Beyond this many pixels a small file may still unpack into gigabytes.
 ARTICLE_IMAGE_MAX_PIXELS = 40_000_000
-ARTICLE_IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
-ARTICLE_IMAGE_EXTENSIONS = frozenset({*ARTICLE_IMAGE_FORMATS.values(), "jpeg"})
 NOT_AN_IMAGE = _(
     "This file is not a picture we accept. Upload a JPEG, PNG, WebP or GIF image."
 )
@@ -342,24 +227,11 @@ def blog_cache_invalidate() -> None:
     cache.set(VERSION_KEY, uuid4().hex, None)
 
 
-def _invalidate_now_and_on_commit() -> None:
+def blog_cache_invalidate_on_commit() -> None:
     # Now, so this transaction reads fresh data; and again after the commit,
     # so nobody caches what was read while the change was not yet visible.
     blog_cache_invalidate()
     transaction.on_commit(blog_cache_invalidate)
-
-
-@receiver(post_save, sender=Article)
-@receiver(post_delete, sender=Article)
-def _article_changed(sender, **kwargs):
-    _invalidate_now_and_on_commit()
-
-
-@receiver(post_save, sender=User)
-def _author_renamed(sender, update_fields=None, **kwargs):
-    # Logins save last_login only; the author's name is what readers see.
-    if update_fields is None or "full_name" in update_fields:
-        _invalidate_now_and_on_commit()
 
 
 def _text_of(body: str) -> str:

@@ -15,6 +15,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from core.models import Attempt, Client, Mailing, User
+from core.models.base import sees_all
 
 DASHBOARD_DAYS = 30
 DASHBOARD_TOP_OWNERS = 50
@@ -31,11 +32,6 @@ CHART_HEIGHT = 250
 CHART_MARGIN = {"top": 12, "right": 8, "bottom": 40, "left": 48}
 
 
-def dashboard_sees_all(*, user) -> bool:
-    """Superusers and managers (global `view_mailing`) see the whole service."""
-    return user.is_superuser or user.has_perm("core.view_mailing")
-
-
 def dashboard_figures(*, user) -> dict:
     """The dashboard of `user`: their own figures, or the service's if allowed.
 
@@ -43,11 +39,12 @@ def dashboard_figures(*, user) -> dict:
     figures; a client's entry is keyed by their id, so nobody ever reads
     figures computed for someone else.
     """
-    sees_all = dashboard_sees_all(user=user)
-    key = "core:dashboard:v1:" + ("service" if sees_all else f"user:{user.pk}")
+    # Superusers and managers (global `view_mailing`) see the whole service.
+    service = sees_all(user, Mailing)
+    key = "core:dashboard:v1:" + ("service" if service else f"user:{user.pk}")
     figures = cache.get(key)
     if figures is None:
-        figures = _figures_compute(owner=None if sees_all else user)
+        figures = _figures_compute(owner=None if service else user)
         cache.set(key, figures, DASHBOARD_CACHE_SECONDS)
     return figures
 

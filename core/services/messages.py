@@ -1,81 +1,54 @@
-"""Message templates: checked when saved, rendered per recipient when sent.
+"""Messages in the back office: the preview, and the test e-mail to oneself."""
 
-Templates run in their own engine: it loads no files and no tag libraries,
-and the context holds plain strings only, so a message can reach nothing of
-the database but what is handed to it.
-"""
+import logging
 
-import functools
-
-from django.template import Context, Engine, TemplateSyntaxError
-from django.template.loader_tags import BlockNode, ExtendsNode, IncludeNode
+from django.core.mail import EmailMultiAlternatives
+from django.template import TemplateSyntaxError
 from django.utils.translation import gettext as _
 
-# One engine for all messages: no loaders (no {% include %} of files on disk),
-# no libraries to {% load %}, missing variables render empty. The checking
-# engine keeps debug information to name the line of an error.
-ENGINE = Engine(loaders=[], libraries={}, string_if_invalid="", debug=False)
-CHECKING_ENGINE = Engine(loaders=[], libraries={}, string_if_invalid="", debug=True)
+from core.models import Client, Mailing
 
-FORBIDDEN_NODES = (ExtendsNode, IncludeNode, BlockNode)
+from .mail.templates import message_context, message_render
+
+logger = logging.getLogger(__name__)
 
 
-# Compiled once per text, not once per recipient: a Template renders safely
-# from many threads (its per-render state lives in the context).
-@functools.lru_cache(maxsize=256)
-def _compile(source: str, engine=ENGINE):
-    template = engine.from_string(source)
-    for node_type in FORBIDDEN_NODES:
-        if template.nodelist.get_nodes_by_type(node_type):
-            raise TemplateSyntaxError(
-                _("Tags that read other templates or files are not allowed.")
-            )
-    return template
+def _sample_recipient(*, message):
+    """The owner's first recipient, or a stand-in when the list is empty."""
+    client = Client.objects.filter(owner_id=message.owner_id).order_by("pk").first()
+    return client or Client(email="ivan.petrov@example.com", full_name=_("Ivan Petrov"))
 
 
-def message_template_errors(*, subject: str, body: str, html_body: str) -> dict:
-    """Field name → message for every part that does not compile."""
-    errors = {}
-    for field, source in (
-        ("subject", subject),
-        ("body", body),
-        ("html_body", html_body),
-    ):
-        if not source:
-            continue
-        try:
-            _compile(source, CHECKING_ENGINE)
-        except TemplateSyntaxError as error:
-            line = getattr(error, "template_debug", {}).get("line")
-            if line:
-                errors[field] = _("Line %(line)s: %(error)s") % {
-                    "line": line,
-                    "error": error,
-                }
-            else:
-                errors[field] = str(error)
-    return errors
+def message_preview(*, message) -> dict:
+    """The message as one recipient would read it."""
+    client = _sample_recipient(message=message)
+    context = message_context(
+        client=client,
+        mailing=Mailing(title=_("Sample mailing")),
+        unsubscribe_url="#unsubscribe",
+    )
+    try:
+        subject, text, html = message_render(message=message, context=context)
+    except TemplateSyntaxError as error:
+        return {"client": client, "error": str(error)}
+    return {"client": client, "subject": subject, "text": text, "html": html}
 
 
-def message_context(*, client=None, mailing=None, unsubscribe_url: str = "") -> dict:
-    """The only names a message may use; every value is a plain string."""
-    return {
-        "client": {
-            "full_name": getattr(client, "full_name", "") or "",
-            "email": getattr(client, "email", "") or "",
-        },
-        "mailing": {"title": getattr(mailing, "title", "") or ""},
-        "unsubscribe_url": unsubscribe_url,
-    }
-
-
-def message_render(*, message, context: dict) -> tuple[str, str, str]:
-    """Return (subject, text, html) for one recipient; html may be empty."""
-    subject = _compile(message.subject).render(Context(context, autoescape=False))
-    # A subject is one header line: no line breaks from a recipient's name.
-    subject = " ".join(subject.split())
-    text = _compile(message.body).render(Context(context, autoescape=False))
-    html = ""
-    if message.html_body:
-        html = _compile(message.html_body).render(Context(context, autoescape=True))
-    return subject, text, html
+def message_send_test(*, message, to: str) -> tuple[bool, str]:
+    """Send the preview to one address; return (sent, error text)."""
+    preview = message_preview(message=message)
+    if "error" in preview:
+        return False, preview["error"]
+    email = EmailMultiAlternatives(
+        subject=_("[Test] %(subject)s") % {"subject": preview["subject"]},
+        body=preview["text"],
+        to=[to],
+    )
+    if preview["html"]:
+        email.attach_alternative(preview["html"], "text/html")
+    try:
+        email.send()
+    except Exception as error:  # SMTP refusal, timeout, DNS: report, don't crash
+        logger.warning("Test e-mail to %s failed: %s", to, error)
+        return False, str(error) or error.__class__.__name__
+    return True, ""

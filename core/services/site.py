@@ -1,16 +1,14 @@
 """The service's figures on the public home page.
 
 They cover everyone's rows and nothing personal, so one cache entry serves
-every visitor. Saving or deleting a mailing or a recipient drops it at once;
-bulk writes (imports, the scheduler) send no signal, and the entry lives only
-a few minutes for them.
+every visitor. Saving or deleting a mailing or a recipient drops it at once
+(core/signals.py); bulk writes (imports, the scheduler) send no signal, and
+the entry lives only a few minutes for them.
 """
 
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models.functions import Lower
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
 
 from core.models import Client, Mailing
 
@@ -39,11 +37,7 @@ def site_figures_invalidate() -> None:
     cache.delete(SITE_FIGURES_KEY)
 
 
-@receiver(post_save, sender=Mailing)
-@receiver(post_delete, sender=Mailing)
-@receiver(post_save, sender=Client)
-@receiver(post_delete, sender=Client)
-def _figures_changed(sender, **kwargs):
+def site_figures_invalidate_on_commit() -> None:
     # Now for this transaction's own reads, and after the commit so nobody
     # caches counts read before the change was visible.
     site_figures_invalidate()

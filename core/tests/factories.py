@@ -58,12 +58,19 @@ class MailingFactory(factory.django.DjangoModelFactory):
         model = Mailing
         skip_postgeneration_save = True
 
+    class Params:
+        # A one-off mailing that went out yesterday: nothing is left to send.
+        completed = factory.Trait(
+            start_at=factory.LazyFunction(lambda: timezone.now() - timedelta(days=1)),
+            last_run_at=factory.SelfAttribute("start_at"),
+        )
+
     owner = factory.SubFactory(UserFactory, verified=True, groups=["clients"])
     title = factory.Sequence(lambda n: f"Рассылка {n}")
     message = factory.SubFactory(MessageFactory, owner=factory.SelfAttribute("..owner"))
     start_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=1))
     periodicity = Mailing.Periodicity.ONCE
-    next_run_at = factory.SelfAttribute("start_at")
+    # next_run_at follows the schedule (Mailing.schedule_derive).
 
     @factory.post_generation
     def clients(self, create, extracted, **kwargs):

@@ -15,7 +15,7 @@ from django.utils import translation
 from PIL import Image
 
 from core.admin.blog import ArticleForm
-from core.models import Article, ArticleUserObjectPermission
+from core.models import Article, ArticleUserObjectPermission, markup
 from core.services import blog
 
 from .factories import ArticleFactory, UserFactory
@@ -446,7 +446,7 @@ def test_author_deletes_their_own_article(client, world):
     ],
 )
 def test_cyrillic_titles_make_readable_addresses(title, slug):
-    assert blog.article_slug_base(title=title) == slug
+    assert markup.article_slug_base(title=title) == slug
 
 
 def test_same_title_gets_numbered_addresses(anna, boris):
@@ -591,12 +591,12 @@ def assert_harmless(html_text):
 
 @pytest.mark.parametrize("payload", XSS_PAYLOADS)
 def test_known_xss_payloads_do_not_survive_markdown(payload):
-    assert_harmless(blog.article_body_html(source=f"Текст.\n\n{payload}\n\nКонец."))
+    assert_harmless(markup.article_body_html(source=f"Текст.\n\n{payload}\n\nКонец."))
 
 
 @pytest.mark.parametrize("payload", XSS_PAYLOADS)
 def test_known_xss_payloads_do_not_survive_html(payload):
-    assert_harmless(blog.article_body_html(source="", html=payload))
+    assert_harmless(markup.article_body_html(source="", html=payload))
 
 
 def test_a_body_full_of_payloads_is_shown_harmless_to_readers(client, anna):
@@ -608,7 +608,7 @@ def test_a_body_full_of_payloads_is_shown_harmless_to_readers(client, anna):
 
 
 def test_sanitizing_keeps_ordinary_formatting():
-    html_text = blog.article_body_html(
+    html_text = markup.article_body_html(
         source="## Заголовок\n\n**жирный** и *курсив*, [ссылка](https://example.com)"
         "\n\n- пункт\n\n> цитата\n\n| a | b |\n|---|---|\n| 1 | 2 |"
     )

@@ -51,7 +51,7 @@ def owner_a(client_user):
     """Three mailings (one active), eleven recipients and mixed attempts."""
     owner = client_user
     active = MailingFactory(owner=owner)
-    MailingFactory(owner=owner, next_run_at=None)  # completed
+    MailingFactory(owner=owner, completed=True)
     MailingFactory(owner=owner, is_enabled=False)  # disabled by a manager
     run = MailingRunFactory(mailing=active)
     today_noon = NOW

@@ -1,5 +1,6 @@
 """Sending: the pipeline against a real SMTP server on loopback."""
 
+import os
 import re
 from datetime import timedelta
 
@@ -10,9 +11,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.models import Attempt, Client, Mailing, MailingRun
-from core.services import delivery
 from core.services.dispatch import dispatch_tick, run_open_now
-from core.services.emails import unsubscribe_token
+from core.services.dispatch.claims import attempts_claim, token_new
+from core.services.dispatch.journal import Journal
+from core.services.dispatch.workers import deliver
+from core.services.unsubscribe import unsubscribe_token
 
 from .factories import ClientFactory, MailingFactory, MessageFactory, UserFactory
 
@@ -118,9 +121,9 @@ def test_disabling_a_running_mailing_stops_its_queued_attempts(owner, smtp_serve
     mailing = due_mailing(owner, people(owner, 3))
     run = run_open_now(mailing=mailing)
     Mailing.objects.filter(pk=mailing.pk).update(is_enabled=False)
-    assert delivery.attempts_deliver(time_budget=30).sent == 0
+    assert deliver(time_budget=30).sent == 0
     Mailing.objects.filter(pk=mailing.pk).update(is_enabled=True)
-    assert delivery.attempts_deliver(time_budget=30).sent == 3
+    assert deliver(time_budget=30).sent == 3
     run.refresh_from_db()
     assert run.status == MailingRun.Status.FINISHED
 
@@ -284,14 +287,16 @@ def test_interrupted_worker_is_recovered_from_its_journal(owner, smtp_server, se
     recipients = people(owner, 4)
     mailing = due_mailing(owner, recipients)
     run_open_now(mailing=mailing)
-    token = delivery.new_token()
-    journal = delivery.Journal(token)
-    held = delivery.attempts_claim(token=token, limit=10)
+    token = token_new()
+    journal = Journal(token)
+    held = attempts_claim(token=token, limit=10, now=timezone.now())
     sent, in_flight, untouched = held[0], held[1], held[2:]
     journal.in_flight(sent.pk)
     journal.answered(sent.pk, "sent", "250 2.0.0 Ok: queued as 1")
     journal.in_flight(in_flight.pk)
-    # ... and the worker dies here: nothing reached the database.
+    # ... and the worker dies here: nothing reached the database, and the
+    # system drops its lock on the journal.
+    os.close(journal.fd)
 
     later = timezone.now() + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS + 1)
     with time_machine.travel(later):
@@ -315,7 +320,7 @@ def test_claims_without_a_journal_become_unknown_never_resent(
 ):
     mailing = due_mailing(owner, people(owner, 3))
     run_open_now(mailing=mailing)
-    held = delivery.attempts_claim(token=delivery.new_token(), limit=10)
+    held = attempts_claim(token=token_new(), limit=10, now=timezone.now())
     later = timezone.now() + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS + 1)
     with time_machine.travel(later):
         summary = dispatch_tick()
@@ -326,7 +331,7 @@ def test_claims_without_a_journal_become_unknown_never_resent(
 def test_live_claims_are_left_alone(owner, smtp_server):
     mailing = due_mailing(owner, people(owner, 2))
     run_open_now(mailing=mailing)
-    delivery.attempts_claim(token=delivery.new_token(), limit=10)
+    attempts_claim(token=token_new(), limit=10, now=timezone.now())
     summary = dispatch_tick()
     assert (summary.unknown, summary.sent) == (0, 0)
     assert set(Attempt.objects.values_list("status", flat=True)) == {"sending"}

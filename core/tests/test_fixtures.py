@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from core.models import Article, Attempt, Client, Mailing, MailingRun, Message, User
-from core.services.blog import article_body_html
+from core.models.markup import article_body_html
 
 pytestmark = pytest.mark.django_db
 

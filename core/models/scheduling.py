@@ -1,5 +1,10 @@
 """Schedule arithmetic: when a mailing's occurrences fall.
 
+Pure functions of a mailing's `start_at`, `end_at`, `periodicity` and
+`last_run_at` (any object with those attributes): `Mailing` derives its
+`next_run_at` with them whenever its schedule changes, and the dispatcher
+decides with them what a tick sends.
+
 Occurrences keep the wall-clock time of `start_at` in the scheduler's time
 zone (TIME_ZONE), so a daily 09:00 mailing stays at 09:00 across DST
 changes, and a monthly mailing started on the 31st falls on the last day of
@@ -7,11 +12,15 @@ shorter months.
 """
 
 import calendar
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.utils import timezone
 
 STEP_DAYS = {"daily": 1, "weekly": 7}
+# A mailing down for years records at most this many skipped runs: the
+# latest ones before the occurrence it sends.
+MAX_SKIPPED_RUNS = 400
 
 
 def _local(moment: datetime) -> datetime:
@@ -92,8 +101,8 @@ def occurrence_after(*, mailing, moment: datetime):
     return candidate
 
 
-def mailing_schedule_next(*, mailing, now: datetime | None = None) -> None:
-    """Set `next_run_at` after the schedule changed (not saved here).
+def next_run_for(*, mailing, now: datetime | None = None) -> datetime | None:
+    """When the mailing next sends, from its schedule and its last run.
 
     Before the first run the mailing is due at its start (a start in the past
     sends at the next tick, unless its end has passed too); afterwards at the
@@ -102,10 +111,46 @@ def mailing_schedule_next(*, mailing, now: datetime | None = None) -> None:
     now = now or timezone.now()
     if mailing.last_run_at is None:
         if mailing.end_at and mailing.end_at < now:
-            mailing.next_run_at = None
-        else:
-            mailing.next_run_at = mailing.start_at
-    else:
-        mailing.next_run_at = occurrence_after(
-            mailing=mailing, moment=mailing.last_run_at
+            return None
+        return mailing.start_at
+    return occurrence_after(mailing=mailing, moment=mailing.last_run_at)
+
+
+@dataclass(frozen=True)
+class Due:
+    """What a tick does with a mailing whose `next_run_at` has come."""
+
+    occurrence: datetime | None  # the occurrence to send now, if any
+    missed: tuple  # older occurrences not sent, recorded as skipped runs
+    next_run_at: datetime | None  # where `next_run_at` moves afterwards
+
+
+def due_now(*, mailing, now: datetime) -> Due:
+    """The one decision the tick and its dry run share.
+
+    The latest occurrence at or before `now` is sent, unless it already ran
+    or the mailing's window is over; the occurrences between `next_run_at`
+    and it were missed (the service was down).
+    """
+    latest = occurrence_latest_due(mailing=mailing, now=now)
+    if latest is None or (mailing.last_run_at and latest <= mailing.last_run_at):
+        moment = max(filter(None, [now, mailing.last_run_at]))
+        return Due(None, (), occurrence_after(mailing=mailing, moment=moment))
+    start_at, periodicity = mailing.start_at, mailing.periodicity
+    missed = ()
+    if mailing.next_run_at is not None and mailing.next_run_at < latest:
+        last = _index_at_or_before(
+            start_at=start_at, periodicity=periodicity, moment=latest
         )
+        first = _index_at_or_before(
+            start_at=start_at, periodicity=periodicity, moment=mailing.next_run_at
+        )
+        if occurrence(start_at=start_at, periodicity=periodicity, index=first) < (
+            mailing.next_run_at
+        ):
+            first += 1
+        missed = tuple(
+            occurrence(start_at=start_at, periodicity=periodicity, index=index)
+            for index in range(max(first, last - MAX_SKIPPED_RUNS), last)
+        )
+    return Due(latest, missed, occurrence_after(mailing=mailing, moment=latest))

@@ -8,8 +8,8 @@ from email import message_from_bytes, policy
 import pytest
 from django.core.mail import BadHeaderError
 
-from core.services import compose
-from core.services.emails import Outgoing
+from core.services.mail import mime
+from core.services.mail.mime import Outgoing
 
 LIST_HEADERS = {
     "List-Id": '"Новости" <mailing-7.example.com>',
@@ -110,7 +110,7 @@ def test_quoted_printable_reads_back_as_djangos():
 
 
 def test_many_recipients_share_one_layout_and_keep_their_own_parts():
-    compose.layout_for.cache_clear()
+    mime.layout_for.cache_clear()
     for n in range(1, 51):
         message = outgoing(n, subject=f"Выпуск {n}", text=f"Номер {n}\n")
         fast, slow = same_boundary(message.as_bytes(), django_bytes(message))
@@ -119,7 +119,7 @@ def test_many_recipients_share_one_layout_and_keep_their_own_parts():
         assert parsed["To"].addresses[0].addr_spec == f"ivan{n}@example.com"
         assert parsed["Subject"] == f"Выпуск {n}"
         assert parsed.get_body(("plain",)).get_content() == f"Номер {n}\n"
-    info = compose.layout_for.cache_info()
+    info = mime.layout_for.cache_info()
     assert (info.misses, info.hits) == (1, 49)
 
 
@@ -136,20 +136,34 @@ def test_random_bodies_read_back_as_written():
         )
         message = outgoing(text=text, html=html)
         assert leaves(parse(message.as_bytes())) == leaves(parse(django_bytes(message)))
-        kinds.update(compose.body_kind(body, "utf-8") for body in (text, html))
-    assert kinds[compose.EIGHT_BIT] and kinds[compose.QUOTED_PRINTABLE], kinds
+        kinds.update(mime.body_kind(body, "utf-8") for body in (text, html))
+    assert kinds[mime.EIGHT_BIT] and kinds[mime.QUOTED_PRINTABLE], kinds
 
 
-def test_a_body_holding_the_boundary_goes_through_django():
+def test_a_body_holding_the_boundary_is_given_another(monkeypatch):
     sample = outgoing(text="Образец\n")
-    layout = compose.layout_of(
-        sample, {"text": compose.EIGHT_BIT, "html": compose.EIGHT_BIT}
-    )
-    assert layout.boundary
-    forged = f"--{layout.boundary}\nподделка\n"
+    layout = mime.layout_of(sample, {"text": mime.EIGHT_BIT, "html": mime.EIGHT_BIT})
+    assert layout.multipart
+    taken = mime.boundary_new()
+    forged = f"--{taken}\nподделка\n"
+    # The first boundary drawn is the one the body holds; another is drawn.
+    draws = iter([int(taken.strip("=")), 12345])
+    monkeypatch.setattr(mime.random, "randrange", lambda stop: next(draws))
     data = outgoing(text=forged).as_bytes()
     assert parse(data).get_body(("plain",)).get_content() == forged
-    assert layout.boundary.encode() not in BOUNDARY.search(data).group(1)
+    assert taken.encode() not in BOUNDARY.search(data).group(1)
+
+
+def test_every_message_of_a_mailing_has_its_own_boundary():
+    """One boundary for a whole mailing would mark its messages as one bulk."""
+    boundaries = {
+        BOUNDARY.search(outgoing(n).as_bytes()).group(1) for n in range(1, 21)
+    }
+    assert len(boundaries) == 20
+    # Drawn as the standard library's generator draws them.
+    django_style = re.compile(rb"={15}\d{%d}==" % mime.BOUNDARY_DIGITS)
+    assert all(django_style.fullmatch(boundary) for boundary in boundaries)
+    assert django_style.fullmatch(BOUNDARY.search(django_bytes(outgoing())).group(1))
 
 
 def test_a_line_break_in_a_header_is_refused_as_django_refuses_it():

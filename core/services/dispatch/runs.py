@@ -1,0 +1,245 @@
+"""Runs: the occurrences of mailings, their attempts, and their counters.
+
+A tick locks due mailings (`SKIP LOCKED`), gives the latest due occurrence a
+run, records older missed ones as skipped runs and moves `next_run_at` on
+(the calendar: core/models/scheduling.py). A run's audience becomes its
+attempts in one INSERT … SELECT. `run_counts_add` is the only writer of a
+run's counters.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
+from django.utils import timezone
+
+from core.models import Attempt, Client, Mailing, MailingRun
+from core.models.clients import subscribed_q
+from core.models.scheduling import due_now
+
+from .outcome import Summary
+
+COUNTERS = ("total", "sent", "failed", "skipped", "unknown")
+UNSUBSCRIBED = "unsubscribed"
+
+
+def run_counts_add(*, run_id: int, also: dict | None = None, **counts) -> None:
+    """Add `counts` (total, sent, failed, skipped, unknown; negative to take
+    back) to a run's counters, with any other field updates, in one UPDATE."""
+    values = {
+        f"{name}_count": F(f"{name}_count") + count
+        for name, count in counts.items()
+        if count
+    }
+    unknown = set(counts) - set(COUNTERS)
+    if unknown:
+        raise ValueError(f"not a run counter: {', '.join(sorted(unknown))}")
+    values.update(also or {})
+    if values:
+        MailingRun.objects.filter(pk=run_id).update(**values)
+
+
+def runs_finish(*, run_ids, now) -> None:
+    """Mark runs with nothing left to send as finished."""
+    if not run_ids:
+        return
+    # EXISTS stops at the first open attempt; reading them all (as a DISTINCT
+    # under Attempt's default ordering did) made each batch cost O(queue).
+    still_open = Attempt.objects.filter(
+        run=OuterRef("pk"),
+        status__in=[Attempt.Status.QUEUED, Attempt.Status.SENDING],
+    )
+    MailingRun.objects.filter(pk__in=list(run_ids)).exclude(
+        status__in=[MailingRun.Status.FINISHED, MailingRun.Status.SKIPPED]
+    ).filter(~Exists(still_open)).update(
+        status=MailingRun.Status.FINISHED, finished_at=now
+    )
+
+
+# --- opening runs --------------------------------------------------------
+
+
+def runs_open_due(*, now) -> Summary:
+    """Give every due mailing its run; one mailing per short transaction."""
+    summary = Summary()
+    while True:
+        with transaction.atomic():
+            mailing = (
+                Mailing.objects.due(now)
+                .select_for_update(skip_locked=True, of=("self",))
+                .order_by("next_run_at")
+                .first()
+            )
+            if mailing is None:
+                return summary
+            summary.add(_open_scheduled_run(mailing, now=now))
+
+
+def _open_scheduled_run(mailing, *, now) -> Summary:
+    summary = Summary()
+    due = due_now(mailing=mailing, now=now)
+    if due.occurrence is not None:
+        MailingRun.objects.bulk_create(
+            [
+                MailingRun(
+                    mailing=mailing,
+                    owner_id=mailing.owner_id,
+                    scheduled_for=moment,
+                    status=MailingRun.Status.SKIPPED,
+                    finished_at=now,
+                )
+                for moment in due.missed
+            ],
+            ignore_conflicts=True,
+        )
+        summary.skipped_runs = len(due.missed)
+        run, created = MailingRun.objects.get_or_create(
+            mailing=mailing,
+            scheduled_for=due.occurrence,
+            defaults={"owner_id": mailing.owner_id},
+        )
+        if created:
+            run_enqueue(run=run, now=now)
+            summary.runs = 1
+        mailing.last_run_at = due.occurrence
+    mailing.next_run_at = due.next_run_at
+    mailing.save(update_fields=["last_run_at", "next_run_at"])
+    return summary
+
+
+def run_open_now(*, mailing, now=None) -> MailingRun:
+    """An extra run of a mailing, now, whatever its schedule ("send now").
+
+    A one-off mailing that has not gone out yet is done by it.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        mailing = Mailing.objects.select_for_update().get(pk=mailing.pk)
+        run = MailingRun.objects.create(
+            mailing=mailing, owner_id=mailing.owner_id, scheduled_for=now
+        )
+        run_enqueue(run=run, now=now)
+        fields = ["last_run_at"]
+        mailing.last_run_at = max(filter(None, [mailing.last_run_at, now]))
+        if mailing.periodicity == Mailing.Periodicity.ONCE:
+            mailing.next_run_at = None
+            fields.append("next_run_at")
+        mailing.save(update_fields=fields)
+    return run
+
+
+# --- attempts ----------------------------------------------------------
+
+
+def audience(*, mailing_id: int, owner_id: int):
+    """The recipients a run of the mailing is for (subscribed or not)."""
+    return Client.objects.filter(mailings=mailing_id, owner_id=owner_id)
+
+
+def run_enqueue(*, run, now) -> None:
+    """Insert the run's attempts in one statement; the unsubscribed are skipped."""
+    may_send = subscribed_q()
+    rows = (
+        audience(mailing_id=run.mailing_id, owner_id=run.owner_id)
+        .order_by()
+        .values_list(
+            Value(run.pk),
+            Value(run.owner_id),
+            "id",
+            "email",
+            Case(
+                When(may_send, then=Value(Attempt.Status.QUEUED.value)),
+                default=Value(Attempt.Status.SKIPPED.value),
+            ),
+            Value(0),
+            Case(When(may_send, then=Value("")), default=Value(UNSUBSCRIBED)),
+            Value(now),
+            Value(now),
+            Value(""),
+        )
+    )
+    select, params = rows.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Attempt._meta.db_table} "
+            "(run_id, owner_id, client_id, email, status, tries, "
+            "server_response, next_try_at, created_at, claim_token) " + select,
+            params,
+        )
+    counts = dict(
+        Attempt.objects.filter(run=run)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    total = sum(counts.values())
+    skipped = counts.get(Attempt.Status.SKIPPED, 0)
+    run_counts_add(run_id=run.pk, total=total, skipped=skipped)
+    if total == skipped:
+        runs_finish(run_ids=[run.pk], now=now)
+
+
+def run_retry_failed(*, run, now=None) -> int:
+    """Queue a new try for the run's failed recipients; return how many."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        run = MailingRun.objects.select_for_update().get(pk=run.pk)
+        retried = Attempt.objects.filter(run=run, status=Attempt.Status.FAILED).update(
+            status=Attempt.Status.QUEUED, next_try_at=now, tries=0
+        )
+        if retried:
+            run_counts_add(
+                run_id=run.pk,
+                failed=-retried,
+                also={
+                    "status": MailingRun.Status.RUNNING,
+                    "finished_at": None,
+                    "consecutive_failures": 0,
+                    "paused_until": None,
+                },
+            )
+    return retried
+
+
+# --- what a tick would do -------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What a tick would send, for --dry-run."""
+
+    mailing: Mailing
+    occurrence: datetime
+    recipients: int
+    unsubscribed: int
+    missed: int
+
+
+def runs_plan(*, now, mailing_id=None) -> list[Plan]:
+    """What a tick would send now, decided as the tick decides, writing nothing."""
+    if mailing_id is not None:
+        mailings = Mailing.objects.filter(pk=mailing_id)
+    else:
+        mailings = Mailing.objects.due(now)
+    plans = []
+    for mailing in mailings.select_related("owner"):
+        if mailing_id is not None:
+            occurrence, missed = now, ()
+        else:
+            due = due_now(mailing=mailing, now=now)
+            occurrence, missed = due.occurrence, due.missed
+        if occurrence is None:
+            continue
+        clients = audience(mailing_id=mailing.pk, owner_id=mailing.owner_id)
+        plans.append(
+            Plan(
+                mailing=mailing,
+                occurrence=occurrence,
+                recipients=clients.count(),
+                unsubscribed=clients.unsubscribed().count(),
+                missed=len(missed),
+            )
+        )
+    return plans

@@ -1,0 +1,405 @@
+"""Sending: one process's connections to the relay, fed from its claims.
+
+The shape of listmonk's manager, in one process: the main thread claims
+batches ahead of need, feeds their attempts to a queue, records each batch
+once all its answers are in, renews the claims' heartbeat and decides how
+many connections to keep. Each connection is a thread with its own SMTP
+session, kept across batches; it builds a recipient's message, takes a
+token from the shared rate limit, journals it as in flight, sends it and
+journals the answer. Only the main thread touches the database.
+
+How many connections (DESIGN.md, Dispatch 3): SMTP_CONCURRENCY pins the
+number. Otherwise it starts small and doubles while each step brings more
+throughput, settles on the best it saw, and gives back connections the
+server refuses (a refused connect, or 421 "too busy"); never more than this
+process's share of SMTP_MAX_CONCURRENCY. What it settles on is remembered
+per relay, so the next delivery starts there.
+"""
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from core.services.mail.message import (
+    email_prepare,
+    envelope_recipient,
+    envelope_sender,
+)
+from core.services.mail.ratelimit import RateLimiter
+from core.services.mail.smtp import ConnectionFailed, relay_name, transport_open
+from core.services.unsubscribe import unsubscribe_url
+
+from .claims import attempts_claim, claims_renew, token_new
+from .journal import Journal
+from .outcome import FAILURES, Outcome, Result, Summary, outcome_of
+from .recording import results_record
+
+logger = logging.getLogger(__name__)
+
+# Batches claimed ahead of the one being sent, so connections never wait
+# for a claim or a recording.
+AHEAD = 2
+START_CONNECTIONS = 2
+# A step up must bring this much more throughput to be kept.
+GROWTH = 1.15
+# A measurement covers at least this long and this many answers per
+# connection, so a slow server's few answers still say something.
+MEASURE_SECONDS = 0.2
+MEASURE_ANSWERS_PER_CONNECTION = 4
+# How long a settled count is kept before trying a little more.
+PROBE_SECONDS = 15
+# How long the count a server accepted stays its ceiling after it refused one more.
+REFUSED_SECONDS = 300
+LEARNED_SECONDS = 3600
+UNREACHABLE = "no SMTP session (server down or login refused): {}"
+
+
+class Concurrency:
+    """How many connections this process keeps to its relay."""
+
+    def __init__(self, *, relay: str, ceiling: int, pinned: int | None):
+        self.key = f"dispatch:relay:{relay}:connections"
+        self.pinned = pinned
+        self.ceiling = max(1, pinned or ceiling)
+        learned = None if pinned else cache.get(self.key)
+        self.target = min(self.ceiling, pinned or learned or START_CONNECTIONS)
+        self.best_rate, self.best_level = 0.0, self.target
+        self.settled = bool(pinned)
+        self.probe_at = time.monotonic() + PROBE_SECONDS
+        self.refused_until = 0.0
+
+    def observe(self, *, rate: float) -> None:
+        """The throughput of the last measurement, taken at `target` connections."""
+        if self.pinned:
+            return
+        now = time.monotonic()
+        if self.settled:
+            if now < self.probe_at or self.target >= self._ceiling(now):
+                return
+            # Conditions change (other senders, the server's load): try more.
+            self.best_rate, self.best_level = rate, self.target
+            self.settled = False
+            self.target = min(
+                self._ceiling(now), self.target + max(1, self.target // 4)
+            )
+            return
+        if rate >= self.best_rate * GROWTH:
+            self.best_rate, self.best_level = rate, self.target
+            if self.target < self._ceiling(now):
+                self.target = min(self._ceiling(now), self.target * 2)
+                return
+        self._settle(self.best_level, now)
+
+    def refused(self, *, working: int) -> None:
+        """The server refused a connection while `working` others were open."""
+        if self.pinned:
+            return
+        now = time.monotonic()
+        self.refused_until = now + REFUSED_SECONDS
+        self.ceiling_refused = max(1, working)
+        self._settle(min(self.target, self.ceiling_refused), now)
+
+    def busy(self) -> None:
+        """The server closed a session with 421: one connection fewer."""
+        if not self.pinned:
+            self.refused(working=max(1, self.target - 1))
+
+    def _ceiling(self, now) -> int:
+        if now < self.refused_until:
+            return min(self.ceiling, self.ceiling_refused)
+        return self.ceiling
+
+    def _settle(self, level: int, now) -> None:
+        self.target, self.settled = max(1, level), True
+        self.probe_at = now + PROBE_SECONDS
+        cache.set(self.key, self.target, LEARNED_SECONDS)
+
+
+@dataclass(eq=False)
+class Batch:
+    """One claim: its token and journal, its attempts, the answers so far."""
+
+    token: str
+    journal: Journal
+    attempts: list
+    results: list = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return len(self.results) == len(self.attempts)
+
+
+def compose(attempt) -> tuple[str, str, bytes]:
+    """(MAIL FROM, RCPT TO, the message) for one attempt."""
+    mailing = attempt.run.mailing
+    client = attempt.client
+    outgoing = email_prepare(
+        mailing=mailing,
+        message=mailing.message,
+        email=attempt.email,
+        full_name=client.full_name if client else "",
+        unsubscribe_url=unsubscribe_url(client_id=client.pk) if client else "",
+        reply_to=mailing.owner.email,
+    )
+    return (
+        envelope_sender(outgoing.from_email),
+        envelope_recipient(outgoing),
+        outgoing.as_bytes(),
+    )
+
+
+class Sender:
+    """Claim → send → record until nothing is due or the time is up."""
+
+    def __init__(self, *, time_budget: float, run_ids=None, share: int = 1):
+        self.run_ids = run_ids
+        self.stop_at = time.monotonic() + time_budget
+        self.lease = settings.DISPATCH_LEASE_SECONDS
+        self.concurrency = Concurrency(
+            relay=relay_name(),
+            ceiling=-(-settings.SMTP_MAX_CONCURRENCY // max(1, share)),
+            pinned=settings.SMTP_CONCURRENCY or None,
+        )
+        self.limiter = RateLimiter(
+            settings.SMTP_RATE_LIMIT, key=f"dispatch:rate:{relay_name()}"
+        )
+        self.work = queue.SimpleQueue()
+        self.answers = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.connecting = threading.Lock()
+        self.threads = []  # connection threads alive
+        self.retiring = 0  # threads asked to stop after their message
+        self.connected = 0  # sessions open now
+        self.stopping = False
+        self.unreachable = ""
+        self.starved = False  # a connection found no work since the last measure
+        self.renewed_at = time.monotonic()
+        self.streaks = {}  # run id → failures in a row, counting the run's own
+
+    # --- the main thread ---------------------------------------------------
+
+    def run(self, *, progress=None) -> Summary:
+        summary = Summary()
+        batches = []
+        exhausted = False
+        renew_at = time.monotonic() + self.lease / 3
+        measured_at, answered = time.monotonic(), 0
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= self.stop_at:
+                    self.stopping = True
+                self._scale()
+                wanted = not (self.stopping or self.unreachable or exhausted)
+                if wanted and len(batches) < AHEAD:
+                    batch = self._claim()
+                    if batch is None:
+                        exhausted = True
+                    else:
+                        batches.append(batch)
+                    continue
+                if not batches:
+                    return summary
+                if not self.threads:
+                    self._release_waiting()
+                answered += self._collect(timeout=0.05)
+                for batch in [batch for batch in batches if batch.done]:
+                    batches.remove(batch)
+                    recorded = results_record(batch.results)
+                    batch.journal.close(remove=True)
+                    summary.add(recorded)
+                    exhausted = False  # retries may be due again
+                    if progress:
+                        progress(recorded)
+                now = time.monotonic()
+                if now >= renew_at and batches:
+                    self.renewed_at = now
+                    claims_renew(tokens=[batch.token for batch in batches])
+                    renew_at = now + self.lease / 3
+                elapsed = now - measured_at
+                enough = MEASURE_ANSWERS_PER_CONNECTION * len(self.threads)
+                if elapsed >= MEASURE_SECONDS and answered >= enough:
+                    if not self.starved and len(self.threads) == (
+                        self.concurrency.target
+                    ):
+                        self.concurrency.observe(rate=answered / elapsed)
+                    measured_at, answered, self.starved = now, 0, False
+        finally:
+            self._close()
+            for batch in batches:
+                # Never recorded (the database failed?): the journal stays and
+                # its lock goes with this process; recovery settles them.
+                batch.journal.close(remove=False)
+
+    def _claim(self) -> Batch | None:
+        token = token_new()
+        journal = Journal(token)
+        attempts = attempts_claim(
+            token=token,
+            limit=settings.DISPATCH_BATCH_SIZE,
+            now=timezone.now(),
+            run_ids=self.run_ids,
+        )
+        if not attempts:
+            journal.close(remove=True)
+            return None
+        self.renewed_at = time.monotonic()
+        batch = Batch(token=token, journal=journal, attempts=attempts)
+        for attempt in attempts:
+            self.work.put((batch, attempt))
+        return batch
+
+    def _collect(self, *, timeout: float) -> int:
+        """Take the answers in; how many were handed to the server."""
+        tried = 0
+        try:
+            item = self.answers.get(timeout=timeout)
+        except queue.Empty:
+            return 0
+        while True:
+            batch, result = item
+            batch.results.append(result)
+            tried += result.tried
+            try:
+                item = self.answers.get_nowait()
+            except queue.Empty:
+                return tried
+
+    def _release_waiting(self) -> None:
+        """No connection is left: what waits goes back to the queue."""
+        while True:
+            try:
+                batch, attempt = self.work.get_nowait()
+            except queue.Empty:
+                return
+            self.answers.put(
+                (batch, Result(attempt, Outcome.RELEASED, self.unreachable))
+            )
+
+    def _scale(self) -> None:
+        """Start or retire connection threads to meet the target."""
+        if self.stopping or self.unreachable:
+            return
+        with self.lock:
+            alive = len(self.threads) - self.retiring
+            target = self.concurrency.target
+            if alive > target:
+                self.retiring += alive - target
+                return
+        for _ in range(target - alive):
+            thread = threading.Thread(target=self._connection, daemon=True)
+            with self.lock:
+                self.threads.append(thread)
+            thread.start()
+
+    def _close(self) -> None:
+        self.stopping = True
+        for thread in list(self.threads):
+            thread.join()
+
+    # --- connection threads --------------------------------------------------
+
+    def _connection(self) -> None:
+        transport = transport_open()
+        me = threading.current_thread()
+        try:
+            while True:
+                with self.lock:
+                    if self.retiring:
+                        self.retiring -= 1
+                        return
+                try:
+                    batch, attempt = self.work.get(timeout=0.05)
+                except queue.Empty:
+                    if self.stopping or self.unreachable:
+                        return
+                    self.starved = True
+                    continue
+                result, stay = self._handle(transport, attempt, batch)
+                if result is None:
+                    self.work.put((batch, attempt))  # for another connection
+                else:
+                    self._count(result)
+                    self.answers.put((batch, result))
+                if not stay:
+                    return
+        finally:
+            if transport.is_open:
+                with self.lock:
+                    self.connected -= 1
+            transport.close()
+            with self.lock:
+                self.threads.remove(me)
+
+    def _handle(self, transport, attempt, batch) -> tuple[Result | None, bool]:
+        """The attempt's result (None: give it to another connection), and
+        whether this connection stays."""
+        if self.unreachable or self.stopping or self._renewal_late():
+            return Result(attempt, Outcome.RELEASED, self.unreachable), True
+        if self._paused(attempt.run):
+            return Result(attempt, Outcome.PAUSED), True
+        if not attempt.may_send:
+            return Result(attempt, Outcome.SKIPPED, "unsubscribed"), True
+        try:
+            sender, recipient, data = compose(attempt)
+        except Exception as error:  # a template that fails only at render time
+            logger.warning("Attempt %s: message not built: %s", attempt.pk, error)
+            return Result(
+                attempt, Outcome.FAILED, f"message error: {error}", True
+            ), True
+        if not transport.is_open:
+            # One session opens at a time, so a refusal knows how many others
+            # the server took.
+            with self.connecting:
+                try:
+                    transport.open()
+                except ConnectionFailed as error:
+                    return self._refused(attempt, error)
+                with self.lock:
+                    self.connected += 1
+        self.limiter.acquire()
+        batch.journal.in_flight(attempt.pk)
+        reply = transport.send(sender, recipient, data)
+        outcome = outcome_of(reply)
+        batch.journal.answered(attempt.pk, outcome, reply.text)
+        stay = True
+        if reply.code == 421:
+            # The server closed the session: it wants fewer of them.
+            self.concurrency.busy()
+            stay = False
+        return Result(attempt, outcome, reply.text, tried=True), stay
+
+    def _refused(self, attempt, error) -> tuple[Result | None, bool]:
+        """A new session was refused: one too many, or no server at all."""
+        with self.lock:
+            working = self.connected
+        if working:
+            self.concurrency.refused(working=working)
+            return None, False
+        self.unreachable = UNREACHABLE.format(error)
+        return Result(attempt, Outcome.RELEASED, self.unreachable), False
+
+    def _renewal_late(self) -> bool:
+        # Recovery may take claims whose heartbeat lapsed for a lease; stop
+        # well before that.
+        return time.monotonic() - self.renewed_at > self.lease * 2 / 3
+
+    def _paused(self, run) -> bool:
+        limit = settings.SMTP_MAX_CONSECUTIVE_ERRORS
+        with self.lock:
+            streak = self.streaks.setdefault(run.pk, run.consecutive_failures)
+        return bool(limit) and streak >= limit
+
+    def _count(self, result: Result) -> None:
+        with self.lock:
+            run_id = result.attempt.run_id
+            if result.outcome == Outcome.SENT:
+                self.streaks[run_id] = 0
+            elif result.outcome in FAILURES:
+                self.streaks[run_id] = self.streaks.get(run_id, 0) + 1

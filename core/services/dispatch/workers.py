@@ -1,0 +1,158 @@
+"""How many processes deliver, and where they come from.
+
+One process sends about a thousand messages a second before its core is
+spent (building messages holds Python's lock), so a long queue is delivered
+by several at once. Claims use `SELECT … FOR UPDATE SKIP LOCKED`, so no two
+processes hold one attempt; that needs PostgreSQL, and on SQLite one process
+delivers.
+
+- In the cluster, django-q2's workers are the processes: a tick hands out
+  up to DISPATCH_WORKERS delivery tasks (core/tasks.py), on this machine or
+  any other that shares the broker.
+- In the foreground, `send_scheduled_emails` delivers itself and in as many
+  helper processes of a `concurrent.futures` pool as the queue is worth, up
+  to DISPATCH_PROCESSES in all.
+
+Each process keeps its share of SMTP_MAX_CONCURRENCY connections.
+"""
+
+import logging
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
+from django.db import connection, connections
+from django.utils import timezone
+
+from core.services.mail.smtp import uses_smtp
+
+from .claims import queued
+from .outcome import Summary
+from .sending import Sender
+
+logger = logging.getLogger(__name__)
+
+
+def parallel_allowed() -> bool:
+    """Whether several processes may deliver at once here."""
+    return connection.features.has_select_for_update_skip_locked and (
+        # A rate limit holds across processes only where the cache counts
+        # atomically (Redis); the file, database and memory caches do not.
+        not settings.SMTP_RATE_LIMIT or isinstance(caches["default"], RedisCache)
+    )
+
+
+def batches_queued(*, limit: int, run_ids=None, now=None) -> int:
+    """How many batches are queued now, counting up to `limit`."""
+    now = now or timezone.now()
+    size = settings.DISPATCH_BATCH_SIZE
+    count = queued(now=now, run_ids=run_ids)[: size * limit].count()
+    return -(-count // size)  # rounded up
+
+
+def deliveries_wanted(*, limit: int | None = None, now=None) -> int:
+    """How many delivery tasks the queue is worth (0 when nothing is queued)."""
+    limit = limit or settings.DISPATCH_WORKERS
+    if not parallel_allowed():
+        limit = 1
+    return min(limit, batches_queued(limit=limit, now=now))
+
+
+def helpers_wanted(*, run_ids=None, now=None) -> int:
+    """How many helper processes beside this one the foreground command starts."""
+    processes = settings.DISPATCH_PROCESSES
+    if (
+        processes <= 1
+        or not parallel_allowed()
+        # Open transactions (a test's, a caller's) cannot be shared.
+        or connection.in_atomic_block
+        # Only SMTP gains; other backends may keep their mail in memory.
+        or not uses_smtp()
+    ):
+        return 0
+    batches = batches_queued(limit=processes, run_ids=run_ids, now=now)
+    return max(0, min(processes, batches) - 1)
+
+
+def deliver(*, time_budget: float, run_ids=None, progress=None, share=1) -> Summary:
+    """Deliver in this process until nothing is due or the time is up."""
+    sender = Sender(time_budget=time_budget, run_ids=run_ids, share=share)
+    return sender.run(progress=progress)
+
+
+def deliver_foreground(*, time_budget: float, run_ids=None, progress=None) -> Summary:
+    """Deliver here and in as many helper processes as the queue is worth."""
+    helpers = helpers_wanted(run_ids=run_ids)
+    if not helpers:
+        return deliver(time_budget=time_budget, run_ids=run_ids, progress=progress)
+    share = helpers + 1
+    # A child must not share the parent's database sockets: both reconnect.
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    reports = context.SimpleQueue()
+    with ProcessPoolExecutor(
+        max_workers=helpers,
+        mp_context=context,
+        initializer=_helper_start,
+        initargs=(reports,),
+    ) as pool:
+        futures = [
+            pool.submit(_helper_deliver, time_budget, run_ids, share)
+            for _ in range(helpers)
+        ]
+        pump = threading.Thread(target=_pump, args=(reports, progress), daemon=True)
+        pump.start()
+        summary = Summary()
+        try:
+            summary.add(
+                deliver(
+                    time_budget=time_budget,
+                    run_ids=run_ids,
+                    progress=progress,
+                    share=share,
+                )
+            )
+        finally:
+            # Every helper is waited for, whatever happened here.
+            for future in futures:
+                try:
+                    summary.add(future.result())
+                except Exception as error:  # a helper killed or failed
+                    logger.warning(
+                        "A delivery helper ended without its counts (%s); the "
+                        "next tick settles its claims",
+                        error,
+                    )
+            reports.put(None)
+            pump.join()
+    return summary
+
+
+_reports = None
+
+
+def _helper_start(reports) -> None:
+    global _reports
+    _reports = reports
+
+
+def _helper_deliver(time_budget, run_ids, share) -> Summary:
+    try:
+        return deliver(
+            time_budget=time_budget,
+            run_ids=run_ids,
+            share=share,
+            progress=_reports.put if _reports is not None else None,
+        )
+    finally:
+        connections.close_all()
+
+
+def _pump(reports, progress) -> None:
+    """The helpers' per-batch counts, to the caller's progress."""
+    while (batch := reports.get()) is not None:
+        if progress:
+            progress(batch)

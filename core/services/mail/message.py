@@ -1,0 +1,87 @@
+"""The e-mail a recipient gets: one address, personalised, with list headers.
+
+Every message is multipart (text, and HTML when the message has it) and
+carries Message-ID on the service's own domain, Date, List-Id, and — given
+the recipient's signed link — List-Unsubscribe and List-Unsubscribe-Post for
+RFC 8058 one-click unsubscribing.
+"""
+
+import functools
+from email.utils import format_datetime, formataddr, make_msgid
+
+from django.conf import settings
+from django.core.mail.message import sanitize_address
+from django.utils import timezone
+
+from core.links import site_host
+
+from .mime import Outgoing
+from .templates import message_context, message_render
+
+
+def list_id(*, mailing) -> str:
+    title = " ".join(mailing.title.split())[:60].replace('"', "'")
+    return f'"{title}" <mailing-{mailing.pk}.{site_host()}>'
+
+
+def email_prepare(
+    *,
+    mailing,
+    message,
+    email: str,
+    full_name: str,
+    unsubscribe_url: str = "",
+    reply_to: str = "",
+) -> Outgoing:
+    """The message for one recipient, rendered and with its headers."""
+    # A name is shown in a header: no line breaks may reach it.
+    full_name = " ".join((full_name or "").split())
+    context = message_context(
+        client=_Recipient(email=email, full_name=full_name),
+        mailing=mailing,
+        unsubscribe_url=unsubscribe_url,
+    )
+    subject, text, html = message_render(message=message, context=context)
+    headers = {
+        "Message-ID": make_msgid(domain=site_host()),
+        "Date": format_datetime(timezone.now()),
+        "List-Id": list_id(mailing=mailing),
+    }
+    if unsubscribe_url:
+        headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return Outgoing(
+        subject=subject,
+        text=text,
+        html=html,
+        from_email=settings.MAILING_FROM_EMAIL,
+        to=formataddr((full_name, email)) if full_name else email,
+        reply_to=(reply_to,) if reply_to else (),
+        headers=headers,
+        address=email,
+    )
+
+
+class _Recipient:
+    """Just the two fields a template may read."""
+
+    __slots__ = ("email", "full_name")
+
+    def __init__(self, *, email, full_name):
+        self.email = email
+        self.full_name = full_name
+
+
+@functools.lru_cache(maxsize=16)
+def envelope_sender(address: str) -> str:
+    """MAIL FROM for a From address, as Django's backend makes it."""
+    return sanitize_address(address, settings.DEFAULT_CHARSET)
+
+
+def envelope_recipient(outgoing: Outgoing) -> str:
+    """RCPT TO. An ASCII address (saved ones are validated) is used as it is:
+    Django's parsing costs a third of building the message."""
+    address = outgoing.address
+    if address and address.isascii():
+        return address
+    return sanitize_address(address or outgoing.to, settings.DEFAULT_CHARSET)

@@ -1,0 +1,50 @@
+"""A sending rate shared by every worker, on every machine, through the cache.
+
+SMTP_RATE_LIMIT is "N/s", "N/m" or "N/h". A fixed window: each worker takes
+a token just before it sends, and when the window is spent it waits for the
+next one. The count lives in the cache, so the limit holds across threads
+and processes wherever the cache is shared and counts atomically (Redis,
+which the service uses when it runs on several machines).
+"""
+
+import time
+
+from django.core.cache import cache
+
+UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def rate_parse(spec: str) -> tuple[int, int]:
+    """(messages, window seconds) of "50/s"; (0, 0) for no limit."""
+    if not spec or not spec.strip():
+        return 0, 0
+    count, _, unit = spec.strip().partition("/")
+    unit = unit.strip().lower()[:1] or "s"
+    if unit not in UNITS or not count.strip().isdigit():
+        raise ValueError(
+            f"SMTP_RATE_LIMIT must look like 50/s or 10000/h, not {spec!r}"
+        )
+    return int(count), UNITS[unit]
+
+
+class RateLimiter:
+    def __init__(self, spec: str, *, key: str = "dispatch:rate"):
+        self.limit, self.window = rate_parse(spec)
+        self.key = key
+
+    def acquire(self) -> None:
+        """Take one message's token, waiting for the next window if need be."""
+        if not self.limit:
+            return
+        while True:
+            now = time.time()
+            window = int(now // self.window)
+            key = f"{self.key}:{window}"
+            cache.add(key, 0, timeout=self.window * 2)
+            try:
+                used = cache.incr(key)
+            except ValueError:  # expired between add and incr
+                continue
+            if used <= self.limit:
+                return
+            time.sleep(max((window + 1) * self.window - now, 0.001))

@@ -1,0 +1,254 @@
+"""Carrying finished messages to the mail server, one recipient at a time.
+
+A transport receives bytes and the two envelope addresses; it never
+composes. It answers with the server's own reply (`Reply`) and leaves what
+the reply means (sent, retry, failed) to the dispatcher.
+
+`SmtpTransport` keeps one SMTP connection open and speaks the envelope
+itself (MAIL, RCPT, DATA; in one write where the server offers PIPELINING,
+RFC 2920) so it can record exactly what the server answered. Other Django
+backends (files in development, memory in tests) go through
+`BackendTransport`, which can only tell accepted from refused.
+"""
+
+import email
+import re
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email import policy
+
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+
+# What the server answers MAIL, RCPT and DATA when it takes them.
+PIPELINE_ACCEPTED = ({250}, {250, 251}, {354})
+# Lines of content that start with a dot get another (RFC 5321 4.5.2).
+DOT_LINE = re.compile(rb"(?m)^\.")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the server answered; `code` is None when it answered nothing (the
+    connection was lost or could not be opened)."""
+
+    code: int | None
+    text: str
+
+    @classmethod
+    def of(cls, code, message) -> "Reply":
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
+        return cls(code, f"{code} {message}".strip())
+
+
+class ConnectionFailed(Exception):
+    """The server could not be reached or refused the session itself.
+
+    `code` is the server's answer where it gave one: 421 is "too busy", the
+    usual way to say "no more connections from you" (RFC 5321 3.8).
+    """
+
+    def __init__(self, text: str, code: int | None = None):
+        super().__init__(text)
+        self.code = code
+
+
+def uses_smtp() -> bool:
+    return settings.EMAIL_BACKEND == "django.core.mail.backends.smtp.EmailBackend"
+
+
+def relay_name() -> str:
+    """The relay messages go to: what connection counts and rates are kept for."""
+    if uses_smtp():
+        return f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+    return settings.EMAIL_BACKEND
+
+
+def _check_addresses(sender: str, recipient: str) -> None:
+    if any(char in sender + recipient for char in "\r\n"):
+        raise ValueError("an envelope address holds a line break")
+
+
+class SmtpTransport:
+    """One persistent SMTP session; reconnects after the server drops it.
+
+    Django's SMTP backend opens the session (host, port, TLS, login as
+    EMAIL_* configure them); the transport then speaks on its connection.
+    """
+
+    def __init__(self):
+        self.backend = None
+
+    def _smtp(self):
+        if self.backend is None or self.backend.connection is None:
+            self.backend = get_connection(fail_silently=False)
+            try:
+                self.backend.open()
+            except smtplib.SMTPResponseException as error:
+                self.backend = None
+                raise ConnectionFailed(
+                    Reply.of(error.smtp_code, error.smtp_error).text,
+                    code=error.smtp_code,
+                ) from error
+            except (smtplib.SMTPException, OSError, ssl.SSLError) as error:
+                self.backend = None
+                raise ConnectionFailed(
+                    str(error) or error.__class__.__name__
+                ) from error
+        return self.backend.connection
+
+    def open(self) -> None:
+        """Connect if not connected; ConnectionFailed if the server is down."""
+        self._smtp()
+
+    @property
+    def is_open(self) -> bool:
+        return self.backend is not None and self.backend.connection is not None
+
+    def send(self, sender: str, recipient: str, data: bytes) -> Reply:
+        """Hand one message to the server; its reply to the message."""
+        _check_addresses(sender, recipient)
+        try:
+            smtp = self._smtp()
+        except ConnectionFailed as error:
+            return Reply(None, f"connection lost: {error}")
+        try:
+            smtp.ehlo_or_helo_if_needed()
+            options = _mail_options(smtp, data)
+            if smtp.does_esmtp and smtp.has_extn("pipelining"):
+                return self._send_pipelined(smtp, sender, recipient, data, options)
+            code, reply = smtp.mail(sender, options)
+            if code != 250:
+                self._reset(smtp)
+                return Reply.of(code, reply)
+            code, reply = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                self._reset(smtp)
+                return Reply.of(code, reply)
+            code, reply = smtp.data(data)
+            return self._answered(Reply.of(code, reply))
+        except smtplib.SMTPResponseException as error:
+            # Includes SMTPDataError; checked before OSError, its base class.
+            self._reset(smtp)
+            return self._answered(Reply.of(error.smtp_code, error.smtp_error))
+        except (TimeoutError, OSError) as error:  # dropped connection, timeout
+            self.close()
+            return Reply(None, f"connection lost: {error or error.__class__.__name__}")
+
+    def _send_pipelined(self, smtp, sender, recipient, data, options) -> Reply:
+        """MAIL, RCPT and DATA in one write (RFC 2920), then the content.
+
+        Two writes and two waits for the server a message instead of four:
+        half the round trips to a distant server, and fewer system calls.
+        """
+        params = "".join(f" {option}" for option in options)
+        smtp.send(
+            (
+                f"mail FROM:{smtplib.quoteaddr(sender)}{params}\r\n"
+                f"rcpt TO:{smtplib.quoteaddr(recipient)}\r\n"
+                "data\r\n"
+            ).encode("utf-8" if "SMTPUTF8" in options else "ascii")
+        )
+        replies = [smtp.getreply() for _ in range(3)]
+        refused = next(
+            (
+                reply
+                for reply, accepted in zip(replies, PIPELINE_ACCEPTED, strict=True)
+                if reply[0] not in accepted
+            ),
+            None,
+        )
+        if refused is None:
+            content = DOT_LINE.sub(b"..", data)
+            if not content.endswith(b"\r\n"):
+                content += b"\r\n"
+            smtp.send(content + b".\r\n")
+            return self._answered(Reply.of(*smtp.getreply()))
+        if replies[2][0] == 354:
+            # DATA taken after the envelope was refused: end an empty message,
+            # which the server refuses for want of a recipient.
+            smtp.send(b".\r\n")
+            smtp.getreply()
+        self._reset(smtp)
+        return self._answered(Reply.of(*refused))
+
+    def _answered(self, reply: Reply) -> Reply:
+        # 421: the server is closing this session (RFC 5321 3.8).
+        if reply.code == 421:
+            self.close()
+        return reply
+
+    def _reset(self, smtp):
+        if self.backend is None:
+            return
+        try:
+            smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+
+    def close(self):
+        if self.backend is not None:
+            try:
+                self.backend.close()
+            except Exception:  # closing a dead socket can fail in many ways
+                pass
+            self.backend = None
+
+
+def _mail_options(smtp, data: bytes) -> list[str]:
+    options = []
+    if smtp.has_extn("smtputf8") and not data.isascii():
+        options.append("SMTPUTF8")
+    if smtp.has_extn("8bitmime"):
+        options.append("BODY=8BITMIME")
+    return options
+
+
+class _Finished(EmailMessage):
+    """A message that is bytes already, for Django's other mail backends."""
+
+    def __init__(self, sender: str, recipient: str, data: bytes, connection):
+        parsed = email.message_from_bytes(data, policy=policy.compat32)
+        super().__init__(
+            subject=str(parsed.get("Subject", "")),
+            from_email=sender,
+            to=[recipient],
+            connection=connection,
+        )
+        self.parsed = parsed
+
+    def message(self, **kwargs):
+        return self.parsed
+
+
+class BackendTransport:
+    """Any other Django mail backend: files in development, memory in tests."""
+
+    def __init__(self):
+        self.backend = get_connection(fail_silently=False)
+
+    def open(self) -> None:
+        pass
+
+    is_open = True
+
+    def send(self, sender: str, recipient: str, data: bytes) -> Reply:
+        _check_addresses(sender, recipient)
+        try:
+            _Finished(sender, recipient, data, self.backend).send()
+        except smtplib.SMTPResponseException as error:
+            return Reply.of(error.smtp_code, error.smtp_error)
+        except Exception as error:  # the backend's own failure: try again later
+            return Reply(None, str(error) or error.__class__.__name__)
+        return Reply(250, f"accepted by {self.backend.__class__.__module__}")
+
+    def close(self):
+        try:
+            self.backend.close()
+        except Exception:  # nothing to release
+            pass
+
+
+def transport_open():
+    return SmtpTransport() if uses_smtp() else BackendTransport()

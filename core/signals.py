@@ -1,0 +1,72 @@
+"""Every signal receiver of the project, connected by `CoreConfig.ready`.
+
+Each keeps one rule true whatever path writes a row: the admin, a form, a
+service, `loaddata`, or the shell.
+"""
+
+from django.db.models.signals import post_delete, post_migrate, post_save, pre_save
+
+from .models import Article, Client, Mailing, User
+from .models.grants import permissions_grant_owner
+from .models.mailings import SCHEDULE_FIELDS
+from .models.markup import article_body_html
+from .services.blog import blog_cache_invalidate_on_commit
+from .services.site import site_figures_invalidate_on_commit
+from .tasks import schedule_ensure
+
+
+def grant_owner(sender, instance, raw=False, **kwargs):
+    """An owned row gives its owner view, change and delete on it."""
+    if getattr(sender, "owner_field", None):
+        permissions_grant_owner(objs=[instance])
+
+
+def mailing_schedule_follow(sender, instance, raw=False, update_fields=None, **kw):
+    """`next_run_at` follows start, end and periodicity whenever they change."""
+    if update_fields is not None and not set(SCHEDULE_FIELDS) & set(update_fields):
+        return
+    if raw:
+        # loaddata builds rows without loading them: compare with the stored one.
+        stored = (
+            sender.objects.filter(pk=instance.pk).values_list(*SCHEDULE_FIELDS).first()
+            if instance.pk is not None
+            else None
+        )
+        changed = stored is None or tuple(stored) != instance.schedule()
+    else:
+        changed = instance.schedule_changed()
+    if changed:
+        instance.schedule_derive()
+
+
+def article_sanitize_loaded(sender, instance, raw=False, **kwargs):
+    """`loaddata` skips save(): a fixture cannot bring unsafe HTML either."""
+    if raw:
+        instance.body = article_body_html(source=instance.source, html=instance.body)
+
+
+def blog_changed(sender, **kwargs):
+    blog_cache_invalidate_on_commit()
+
+
+def author_renamed(sender, update_fields=None, **kwargs):
+    # Logins save last_login only; the author's name is what readers see.
+    if update_fields is None or "full_name" in update_fields:
+        blog_cache_invalidate_on_commit()
+
+
+def site_figures_changed(sender, **kwargs):
+    site_figures_invalidate_on_commit()
+
+
+def connect(app_config) -> None:
+    post_save.connect(grant_owner, dispatch_uid="core.grant_owner")
+    pre_save.connect(mailing_schedule_follow, sender=Mailing)
+    pre_save.connect(article_sanitize_loaded, sender=Article)
+    for signal in (post_save, post_delete):
+        signal.connect(blog_changed, sender=Article)
+        signal.connect(site_figures_changed, sender=Mailing)
+        signal.connect(site_figures_changed, sender=Client)
+    post_save.connect(author_renamed, sender=User)
+    # The dispatch schedule follows DISPATCH_PERIOD_MINUTES after each migrate.
+    post_migrate.connect(schedule_ensure, sender=app_config)
