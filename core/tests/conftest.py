@@ -30,6 +30,12 @@ def manager(db):
 
 
 @pytest.fixture
+def owner(db):
+    """A client who sends mailings."""
+    return UserFactory(email="shop@example.com", verified=True, groups=[CLIENTS])
+
+
+@pytest.fixture
 def superuser(db):
     return UserFactory(verified=True, is_superuser=True)
 
@@ -49,6 +55,18 @@ def smtp_server(settings):
     settings.EMAIL_TIMEOUT = 10
     yield server
     server.stop()
+
+
+@pytest.fixture
+def inline_tasks(monkeypatch):
+    """Run queued django-q2 tasks at once, as a worker would."""
+    from django.utils.module_loading import import_string
+
+    from core import tasks
+
+    monkeypatch.setattr(
+        tasks, "async_task", lambda func, *args: import_string(func)(*args)
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -117,3 +117,20 @@ class ArticleFactory(factory.django.DjangoModelFactory):
             timezone.now() if article.status == Article.Status.PUBLISHED else None
         )
     )
+
+
+def due_mailing(owner, recipients, **fields):
+    """A mailing to `recipients` whose start has just passed: the next tick
+    sends it."""
+    fields.setdefault("start_at", timezone.now() - timedelta(minutes=1))
+    mailing = MailingFactory(owner=owner, clients=recipients, **fields)
+    mailing.next_run_at = mailing.start_at
+    mailing.save()
+    return mailing
+
+
+def people(owner, count, **fields):
+    return [
+        ClientFactory(owner=owner, email=f"person{i}@example.org", **fields)
+        for i in range(count)
+    ]

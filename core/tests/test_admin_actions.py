@@ -7,9 +7,17 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.urls import reverse
 from django.utils import timezone
 
-from core.models import Client, Mailing, Message
+from core.models import Client, Mailing, MailingRun, Message
+from core.services.dispatch import dispatch_tick
 
-from .factories import ClientFactory, MailingFactory, MessageFactory, UserFactory
+from .factories import (
+    ClientFactory,
+    MailingFactory,
+    MessageFactory,
+    UserFactory,
+    due_mailing,
+    people,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -357,3 +365,58 @@ def test_manager_cannot_send_test_emails_of_others(client, manager, anna, mailou
     response = client.post(reverse("admin:core_message_send_test", args=[message.pk]))
     assert response.status_code == 403
     assert mailoutbox == []
+
+
+# --- sending from the admin -------------------------------------------------
+
+
+def test_send_now_from_the_admin(client, owner, smtp_server, inline_tasks):
+    mailing = MailingFactory(
+        owner=owner,
+        clients=people(owner, 3),
+        start_at=timezone.now() + timedelta(days=1),
+    )
+    client.force_login(owner)
+    response = client.post(
+        reverse("admin:core_mailing_changelist"),
+        {"action": "send_now", "_selected_action": [mailing.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert len(smtp_server.messages) == 3
+    assert MailingRun.objects.get().sent_count == 3
+
+
+def test_send_now_refuses_another_users_mailing(
+    client, owner, smtp_server, inline_tasks
+):
+    other = UserFactory(verified=True, groups=["clients"])
+    foreign = MailingFactory(owner=other, clients=[ClientFactory(owner=other)])
+    client.force_login(owner)
+    client.post(
+        reverse("admin:core_mailing_changelist"),
+        {"action": "send_now", "_selected_action": [foreign.pk]},
+    )
+    assert smtp_server.messages == [] and not MailingRun.objects.exists()
+
+
+def test_retry_failed_recipients_from_the_report(
+    client, owner, smtp_server, inline_tasks, settings
+):
+    settings.SMTP_MAX_RETRIES = 1
+    recipients = people(owner, 3)
+    smtp_server.recorder.reject[recipients[0].email] = "450 4.2.0 Mailbox full"
+    due_mailing(owner, recipients)
+    dispatch_tick()
+    run = MailingRun.objects.get()
+    assert run.failed_count == 1
+
+    smtp_server.recorder.reject.clear()
+    client.force_login(owner)
+    client.post(
+        reverse("admin:core_mailingrun_changelist"),
+        {"action": "retry_failed", "_selected_action": [run.pk]},
+    )
+    run.refresh_from_db()
+    assert (run.sent_count, run.failed_count, run.status) == (3, 0, "finished")
+    assert smtp_server.recorder.count_by_address()[recipients[0].email] == 1

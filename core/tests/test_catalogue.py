@@ -62,6 +62,7 @@ def test_every_message_is_translated_and_none_is_fuzzy():
     assert fuzzy == [], f"fuzzy: {fuzzy[:10]}"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not shutil.which("xgettext"), reason="GNU gettext (xgettext) is not installed"
 )

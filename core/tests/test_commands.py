@@ -1,12 +1,16 @@
 """The seed's management commands, as its README spells them."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.utils import translation
+from django.utils import timezone, translation
 
-from core.models import User
+from core.models import MailingRun, User
+
+from .factories import MailingFactory, due_mailing, people
 
 pytestmark = pytest.mark.django_db
 
@@ -93,3 +97,35 @@ def test_roles_can_be_ensured_again_without_change():
         for g in Group.objects.all()
     }
     assert before == after
+
+
+# --- send_scheduled_emails ------------------------------------------------
+
+
+def test_command_dry_run_shows_and_writes_nothing(owner, smtp_server, capsys):
+    due_mailing(owner, people(owner, 3), title="Распродажа")
+    call_command("send_scheduled_emails", "--dry-run")
+    out = capsys.readouterr().out
+    assert "Распродажа" in out and "3 recipient(s)" in out
+    assert not MailingRun.objects.exists() and smtp_server.messages == []
+
+
+def test_command_sends_one_mailing_now_and_summarises(owner, smtp_server, capsys):
+    later = MailingFactory(
+        owner=owner,
+        clients=people(owner, 2),
+        start_at=timezone.now() + timedelta(days=7),
+    )
+    call_command("send_scheduled_emails", "--mailing", str(later.pk))
+    out = capsys.readouterr().out
+    assert "sent 2" in out and "failed 0" in out
+    later.refresh_from_db()
+    assert later.next_run_at is None  # a one-off mailing is done by it
+    assert len(smtp_server.messages) == 2
+
+
+def test_command_refuses_an_unknown_mailing():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="no mailing with id 999"):
+        call_command("send_scheduled_emails", "--mailing", "999")

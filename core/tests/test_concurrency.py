@@ -22,7 +22,11 @@ from core.models import Attempt, Client, Mailing, MailingRun, Message
 from .factories import UserFactory
 from .smtp import SmtpServer
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+]
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 FINAL = {"sent", "failed", "skipped", "unknown"}

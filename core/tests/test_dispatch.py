@@ -1,45 +1,24 @@
 """Sending: the pipeline against a real SMTP server on loopback."""
 
-import os
 import re
 from datetime import timedelta
 
 import pytest
 import time_machine
-from django.core.management import call_command
-from django.urls import reverse
 from django.utils import timezone
 
 from core.models import Attempt, Client, Mailing, MailingRun
 from core.services.dispatch import dispatch_tick, run_open_now
-from core.services.dispatch.claims import attempts_claim, token_new
-from core.services.dispatch.journal import Journal
 from core.services.dispatch.workers import deliver
-from core.services.unsubscribe import unsubscribe_token
 
-from .factories import ClientFactory, MailingFactory, MessageFactory, UserFactory
+from .factories import (
+    ClientFactory,
+    MessageFactory,
+    due_mailing,
+    people,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def owner(db):
-    return UserFactory(email="shop@example.com", verified=True, groups=["clients"])
-
-
-def due_mailing(owner, recipients, **fields):
-    fields.setdefault("start_at", timezone.now() - timedelta(minutes=1))
-    mailing = MailingFactory(owner=owner, clients=recipients, **fields)
-    mailing.next_run_at = mailing.start_at
-    mailing.save()
-    return mailing
-
-
-def people(owner, count, **fields):
-    return [
-        ClientFactory(owner=owner, email=f"person{i}@example.org", **fields)
-        for i in range(count)
-    ]
 
 
 def test_due_mailing_reaches_every_recipient_once(owner, smtp_server):
@@ -280,214 +259,6 @@ def test_template_reaches_nothing_beyond_its_context(owner, smtp_server):
     ((_, email),) = smtp_server.messages
     assert email.get_body(("plain",)).get_content().strip() == "[][][]"
     assert email["Subject"].strip() == person.full_name
-
-
-def test_interrupted_worker_is_recovered_from_its_journal(owner, smtp_server, settings):
-    """A worker killed mid-batch: answered, in flight and untouched attempts."""
-    recipients = people(owner, 4)
-    mailing = due_mailing(owner, recipients)
-    run_open_now(mailing=mailing)
-    token = token_new()
-    journal = Journal(token)
-    held = attempts_claim(token=token, limit=10, now=timezone.now())
-    sent, in_flight, untouched = held[0], held[1], held[2:]
-    journal.in_flight(sent.pk)
-    journal.answered(sent.pk, "sent", "250 2.0.0 Ok: queued as 1")
-    journal.in_flight(in_flight.pk)
-    # ... and the worker dies here: nothing reached the database, and the
-    # system drops its lock on the journal.
-    os.close(journal.fd)
-
-    later = timezone.now() + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS + 1)
-    with time_machine.travel(later):
-        summary = dispatch_tick()
-
-    states = {a.pk: a for a in Attempt.objects.all()}
-    assert states[sent.pk].status == "sent"
-    assert states[sent.pk].server_response == "250 2.0.0 Ok: queued as 1"
-    assert states[in_flight.pk].status == "unknown"
-    assert {states[a.pk].status for a in untouched} == {"sent"}
-    assert summary.unknown == 1
-    delivered = smtp_server.recorder.count_by_address()
-    assert sent.email not in delivered and in_flight.email not in delivered
-    assert all(delivered[a.email] == 1 for a in untouched)
-    run = MailingRun.objects.get()
-    assert (run.sent_count, run.unknown_count, run.status) == (3, 1, "finished")
-
-
-def test_claims_without_a_journal_become_unknown_never_resent(
-    owner, smtp_server, settings
-):
-    mailing = due_mailing(owner, people(owner, 3))
-    run_open_now(mailing=mailing)
-    held = attempts_claim(token=token_new(), limit=10, now=timezone.now())
-    later = timezone.now() + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS + 1)
-    with time_machine.travel(later):
-        summary = dispatch_tick()
-    assert summary.unknown == len(held) == 3
-    assert smtp_server.messages == []
-
-
-def test_live_claims_are_left_alone(owner, smtp_server):
-    mailing = due_mailing(owner, people(owner, 2))
-    run_open_now(mailing=mailing)
-    attempts_claim(token=token_new(), limit=10, now=timezone.now())
-    summary = dispatch_tick()
-    assert (summary.unknown, summary.sent) == (0, 0)
-    assert set(Attempt.objects.values_list("status", flat=True)) == {"sending"}
-
-
-# --- the command -----------------------------------------------------------
-
-
-def test_command_dry_run_shows_and_writes_nothing(owner, smtp_server, capsys):
-    due_mailing(owner, people(owner, 3), title="Распродажа")
-    call_command("send_scheduled_emails", "--dry-run")
-    out = capsys.readouterr().out
-    assert "Распродажа" in out and "3 recipient(s)" in out
-    assert not MailingRun.objects.exists() and smtp_server.messages == []
-
-
-def test_command_sends_one_mailing_now_and_summarises(owner, smtp_server, capsys):
-    later = MailingFactory(
-        owner=owner,
-        clients=people(owner, 2),
-        start_at=timezone.now() + timedelta(days=7),
-    )
-    call_command("send_scheduled_emails", "--mailing", str(later.pk))
-    out = capsys.readouterr().out
-    assert "sent 2" in out and "failed 0" in out
-    later.refresh_from_db()
-    assert later.next_run_at is None  # a one-off mailing is done by it
-    assert len(smtp_server.messages) == 2
-
-
-def test_command_refuses_an_unknown_mailing():
-    from django.core.management.base import CommandError
-
-    with pytest.raises(CommandError, match="no mailing with id 999"):
-        call_command("send_scheduled_emails", "--mailing", "999")
-
-
-# --- admin actions ----------------------------------------------------------
-
-
-@pytest.fixture
-def inline_tasks(monkeypatch):
-    """Run queued django-q2 tasks at once, as a worker would."""
-    from django.utils.module_loading import import_string
-
-    from core import tasks
-
-    monkeypatch.setattr(
-        tasks, "async_task", lambda func, *args: import_string(func)(*args)
-    )
-
-
-def test_send_now_from_the_admin(client, owner, smtp_server, inline_tasks):
-    mailing = MailingFactory(
-        owner=owner,
-        clients=people(owner, 3),
-        start_at=timezone.now() + timedelta(days=1),
-    )
-    client.force_login(owner)
-    response = client.post(
-        reverse("admin:core_mailing_changelist"),
-        {"action": "send_now", "_selected_action": [mailing.pk]},
-        follow=True,
-    )
-    assert response.status_code == 200
-    assert len(smtp_server.messages) == 3
-    assert MailingRun.objects.get().sent_count == 3
-
-
-def test_send_now_refuses_another_users_mailing(
-    client, owner, smtp_server, inline_tasks
-):
-    other = UserFactory(verified=True, groups=["clients"])
-    foreign = MailingFactory(owner=other, clients=[ClientFactory(owner=other)])
-    client.force_login(owner)
-    client.post(
-        reverse("admin:core_mailing_changelist"),
-        {"action": "send_now", "_selected_action": [foreign.pk]},
-    )
-    assert smtp_server.messages == [] and not MailingRun.objects.exists()
-
-
-def test_retry_failed_recipients_from_the_report(
-    client, owner, smtp_server, inline_tasks, settings
-):
-    settings.SMTP_MAX_RETRIES = 1
-    recipients = people(owner, 3)
-    smtp_server.recorder.reject[recipients[0].email] = "450 4.2.0 Mailbox full"
-    due_mailing(owner, recipients)
-    dispatch_tick()
-    run = MailingRun.objects.get()
-    assert run.failed_count == 1
-
-    smtp_server.recorder.reject.clear()
-    client.force_login(owner)
-    client.post(
-        reverse("admin:core_mailingrun_changelist"),
-        {"action": "retry_failed", "_selected_action": [run.pk]},
-    )
-    run.refresh_from_db()
-    assert (run.sent_count, run.failed_count, run.status) == (3, 0, "finished")
-    assert smtp_server.recorder.count_by_address()[recipients[0].email] == 1
-
-
-# --- unsubscribing ----------------------------------------------------------
-
-
-def test_unsubscribe_link_asks_then_unsubscribes(client, owner):
-    person = ClientFactory(owner=owner)
-    url = reverse("unsubscribe", args=[unsubscribe_token(client_id=person.pk)])
-    page = client.get(url)
-    assert page.status_code == 200 and page.context["outcome"] == "confirm"
-    person.refresh_from_db()
-    assert person.unsubscribed_at is None
-
-    done = client.post(url)
-    assert done.status_code == 200 and done.context["outcome"] == "done"
-    person.refresh_from_db()
-    assert person.unsubscribed_at is not None
-    assert client.post(url).status_code == 200  # twice is fine
-
-
-def test_one_click_unsubscribe_needs_no_form_or_cookie(owner):
-    from django.test import Client as MailProgram
-
-    person = ClientFactory(owner=owner)
-    url = reverse("unsubscribe", args=[unsubscribe_token(client_id=person.pk)])
-    response = MailProgram(enforce_csrf_checks=True).post(
-        url,
-        "List-Unsubscribe=One-Click",
-        content_type="application/x-www-form-urlencoded",
-    )
-    assert response.status_code == 200
-    person.refresh_from_db()
-    assert person.unsubscribed_at is not None
-
-
-def test_tampered_unsubscribe_token_is_refused(client, owner):
-    person = ClientFactory(owner=owner)
-    token = unsubscribe_token(client_id=person.pk)
-    for bad in (token[:-2] + "xx", "garbage", token.replace(":", "!")):
-        response = client.post(reverse("unsubscribe", args=[bad]))
-        assert response.status_code == 400
-    person.refresh_from_db()
-    assert person.unsubscribed_at is None
-
-
-def test_unsubscribed_recipient_is_skipped_by_every_mailing_of_the_owner(
-    client, owner, smtp_server
-):
-    person, other = people(owner, 2)
-    client.post(reverse("unsubscribe", args=[unsubscribe_token(client_id=person.pk)]))
-    due_mailing(owner, [person, other])
-    due_mailing(owner, [person])
-    dispatch_tick()
-    assert smtp_server.recorder.count_by_address() == {other.email: 1}
 
 
 def test_wrong_smtp_password_is_reported_and_loses_nothing(owner, settings):

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 BASE_DIR = Path(__file__).resolve().parents[2]
+# Each test starts a fresh interpreter (or a server) configured by its own
+# environment.
+pytestmark = pytest.mark.slow
 
 PRINT_SETTINGS = """
 import django, json

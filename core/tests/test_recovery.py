@@ -1,0 +1,72 @@
+"""Recovery: a dead worker's claims are settled from its journal."""
+
+import os
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from core.models import Attempt, MailingRun
+from core.services.dispatch import dispatch_tick, run_open_now
+from core.services.dispatch.claims import attempts_claim, token_new
+from core.services.dispatch.journal import Journal
+
+from .factories import due_mailing, people
+
+pytestmark = pytest.mark.django_db
+
+
+def test_interrupted_worker_is_recovered_from_its_journal(owner, smtp_server, settings):
+    """A worker killed mid-batch: answered, in flight and untouched attempts."""
+    recipients = people(owner, 4)
+    mailing = due_mailing(owner, recipients)
+    run_open_now(mailing=mailing)
+    token = token_new()
+    journal = Journal(token)
+    held = attempts_claim(token=token, limit=10, now=timezone.now())
+    sent, in_flight, untouched = held[0], held[1], held[2:]
+    journal.in_flight(sent.pk)
+    journal.answered(sent.pk, "sent", "250 2.0.0 Ok: queued as 1")
+    journal.in_flight(in_flight.pk)
+    # ... and the worker dies here: nothing reached the database, and the
+    # system drops its lock on the journal.
+    os.close(journal.fd)
+
+    later = timezone.now() + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS + 1)
+    with time_machine.travel(later):
+        summary = dispatch_tick()
+
+    states = {a.pk: a for a in Attempt.objects.all()}
+    assert states[sent.pk].status == "sent"
+    assert states[sent.pk].server_response == "250 2.0.0 Ok: queued as 1"
+    assert states[in_flight.pk].status == "unknown"
+    assert {states[a.pk].status for a in untouched} == {"sent"}
+    assert summary.unknown == 1
+    delivered = smtp_server.recorder.count_by_address()
+    assert sent.email not in delivered and in_flight.email not in delivered
+    assert all(delivered[a.email] == 1 for a in untouched)
+    run = MailingRun.objects.get()
+    assert (run.sent_count, run.unknown_count, run.status) == (3, 1, "finished")
+
+
+def test_claims_without_a_journal_become_unknown_never_resent(
+    owner, smtp_server, settings
+):
+    mailing = due_mailing(owner, people(owner, 3))
+    run_open_now(mailing=mailing)
+    held = attempts_claim(token=token_new(), limit=10, now=timezone.now())
+    later = timezone.now() + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS + 1)
+    with time_machine.travel(later):
+        summary = dispatch_tick()
+    assert summary.unknown == len(held) == 3
+    assert smtp_server.messages == []
+
+
+def test_live_claims_are_left_alone(owner, smtp_server):
+    mailing = due_mailing(owner, people(owner, 2))
+    run_open_now(mailing=mailing)
+    attempts_claim(token=token_new(), limit=10, now=timezone.now())
+    summary = dispatch_tick()
+    assert (summary.unknown, summary.sent) == (0, 0)
+    assert set(Attempt.objects.values_list("status", flat=True)) == {"sending"}
