@@ -1,11 +1,14 @@
 """A real SMTP server on a loopback port for tests, scriptable per address."""
 
+import asyncio
+import random
 import socket
 import threading
 from collections import Counter, defaultdict
 from email import message_from_bytes, policy
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 
 def free_port() -> int:
@@ -31,6 +34,14 @@ class Recorder:
         self.peers = set()  # (host, port) of every connection that sent mail
         self.pipelining = True  # offer RFC 2920 PIPELINING, as most servers do
         self.refuse_sender = ""  # a reply to MAIL FROM, e.g. "451 4.7.1 Later"
+        # Sessions beyond this many at once are greeted with 421 and closed.
+        self.max_sessions = 0
+        self.sessions = self.peak_sessions = self.refused_sessions = 0
+        # Share of messages whose connection is dropped before the answer to
+        # their data (the message is not kept), and the random source.
+        self.drop_rate = 0.0
+        self.dropped = 0
+        self.random = random.Random(2026)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -53,11 +64,13 @@ class Recorder:
 
     async def handle_DATA(self, server, session, envelope):
         if self.delay:
-            import asyncio
-
             await asyncio.sleep(self.delay)
         address = envelope.rcpt_tos[0]
         with self.lock:
+            if self.drop_rate and self.random.random() < self.drop_rate:
+                self.dropped += 1
+                server.transport.close()
+                return "451 4.3.0 never seen: the connection is gone"
             self.peers.add(tuple(session.peer))
             if self.script.get(address):
                 return self.script[address].pop(0)
@@ -74,6 +87,35 @@ class Recorder:
             return Counter(to for tos, _ in self.messages for to in tos)
 
 
+class LimitingSMTP(SMTP):
+    """Greets sessions beyond the recorder's `max_sessions` with 421, as a
+    relay that caps connections per client does, and closes them."""
+
+    async def _handle_client(self):
+        recorder = self.event_handler
+        with recorder.lock:
+            refuse = 0 < recorder.max_sessions <= recorder.sessions
+            if refuse:
+                recorder.refused_sessions += 1
+            else:
+                recorder.sessions += 1
+                recorder.peak_sessions = max(recorder.peak_sessions, recorder.sessions)
+        if refuse:
+            await self.push("421 4.7.0 Too many connections from you, try later")
+            self.transport.close()
+            return
+        try:
+            await super()._handle_client()
+        finally:
+            with recorder.lock:
+                recorder.sessions -= 1
+
+
+class RecorderController(Controller):
+    def factory(self):
+        return LimitingSMTP(self.handler, **self.SMTP_kwargs)
+
+
 class SmtpServer:
     def __init__(self, port=None):
         self.port = port or free_port()
@@ -81,7 +123,7 @@ class SmtpServer:
         self.controller = None
 
     def start(self):
-        self.controller = Controller(
+        self.controller = RecorderController(
             self.recorder, hostname="127.0.0.1", port=self.port, ready_timeout=10
         )
         self.controller.start()

@@ -61,64 +61,73 @@ UNREACHABLE = "no SMTP session (server down or login refused): {}"
 
 
 class Concurrency:
-    """How many connections this process keeps to its relay."""
+    """How many connections this process keeps to its relay.
+
+    Pinned (SMTP_CONCURRENCY), the count stays put unless the server refuses
+    connections. Otherwise it starts at what this relay took last time (or
+    two), doubles while each step brings more throughput, settles on the
+    best count it saw, and now and then tries a quarter more.
+    """
 
     def __init__(self, *, relay: str, ceiling: int, pinned: int | None):
         self.key = f"dispatch:relay:{relay}:connections"
-        self.pinned = pinned
+        self.adapts = not pinned
         self.ceiling = max(1, pinned or ceiling)
-        learned = None if pinned else cache.get(self.key)
+        learned = cache.get(self.key) if self.adapts else None
         self.target = min(self.ceiling, pinned or learned or START_CONNECTIONS)
         self.best_rate, self.best_level = 0.0, self.target
-        self.settled = bool(pinned)
-        self.probe_at = time.monotonic() + PROBE_SECONDS
-        self.refused_until = 0.0
+        self.settled = not self.adapts
+        now = time.monotonic()
+        self.probe_at = now + PROBE_SECONDS
+        self.refused_ceiling, self.refused_until = self.ceiling, 0.0
+
+    def wanted(self) -> int:
+        """The count to keep now."""
+        if not self.adapts and time.monotonic() >= self.refused_until:
+            self.target = self.ceiling  # the refusals are long past
+        return self.target
 
     def observe(self, *, rate: float) -> None:
         """The throughput of the last measurement, taken at `target` connections."""
-        if self.pinned:
+        if not self.adapts:
             return
         now = time.monotonic()
+        limit = self._limit(now)
         if self.settled:
-            if now < self.probe_at or self.target >= self._ceiling(now):
+            if now < self.probe_at or self.target >= limit:
                 return
             # Conditions change (other senders, the server's load): try more.
             self.best_rate, self.best_level = rate, self.target
             self.settled = False
-            self.target = min(
-                self._ceiling(now), self.target + max(1, self.target // 4)
-            )
+            self.target = min(limit, self.target + max(1, self.target // 4))
             return
         if rate >= self.best_rate * GROWTH:
             self.best_rate, self.best_level = rate, self.target
-            if self.target < self._ceiling(now):
-                self.target = min(self._ceiling(now), self.target * 2)
+            if self.target < limit:
+                self.target = min(limit, self.target * 2)
                 return
         self._settle(self.best_level, now)
 
     def refused(self, *, working: int) -> None:
-        """The server refused a connection while `working` others were open."""
-        if self.pinned:
-            return
+        """The server refused one more connection while `working` were open."""
         now = time.monotonic()
+        self.refused_ceiling = max(1, min(working, self._limit(now)))
         self.refused_until = now + REFUSED_SECONDS
-        self.ceiling_refused = max(1, working)
-        self._settle(min(self.target, self.ceiling_refused), now)
+        self.best_level = min(self.best_level, self.refused_ceiling)
+        self._settle(min(self.target, self.refused_ceiling), now)
 
     def busy(self) -> None:
         """The server closed a session with 421: one connection fewer."""
-        if not self.pinned:
-            self.refused(working=max(1, self.target - 1))
+        self.refused(working=self.target - 1)
 
-    def _ceiling(self, now) -> int:
-        if now < self.refused_until:
-            return min(self.ceiling, self.ceiling_refused)
-        return self.ceiling
+    def _limit(self, now) -> int:
+        return self.refused_ceiling if now < self.refused_until else self.ceiling
 
     def _settle(self, level: int, now) -> None:
         self.target, self.settled = max(1, level), True
         self.probe_at = now + PROBE_SECONDS
-        cache.set(self.key, self.target, LEARNED_SECONDS)
+        if self.adapts:
+            cache.set(self.key, self.target, LEARNED_SECONDS)
 
 
 @dataclass(eq=False)
@@ -288,7 +297,7 @@ class Sender:
             return
         with self.lock:
             alive = len(self.threads) - self.retiring
-            target = self.concurrency.target
+            target = self.concurrency.wanted()
             if alive > target:
                 self.retiring += alive - target
                 return
