@@ -339,3 +339,104 @@ def test_helpers_are_forked_only_where_they_can_help(sink, settings, tmp_path):
     settings.SMTP_RATE_LIMIT = ""
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert helpers_wanted() == 0  # the outbox lives in this process
+
+
+def test_a_dispatcher_killed_and_restarted_at_once_leaves_nothing_sending(
+    sink, worker_env, tmp_path
+):
+    """No lease to wait out: the dead processes' journal locks are free at once."""
+    due_mailing(2000)
+    sink.recorder.delay = 0.005
+    env = {**worker_env, "DISPATCH_PROCESSES": "2"}
+    env.pop("SMTP_CONCURRENCY")  # the adaptive default
+    first = start(["send_scheduled_emails"], env, tmp_path, "first")
+    assert wait_until(lambda: len(sink.messages) >= 400, timeout=120)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert len(sink.messages) < 2000
+
+    second = start(["send_scheduled_emails"], env, tmp_path, "second")
+    try:
+        assert second.wait(timeout=180) == 0, (tmp_path / "second.log").read_text()
+    finally:
+        stop(second)
+
+    connection.close()
+    # The second command settled the first one's claims and sent the rest.
+    assert not Attempt.objects.exclude(status__in=FINAL).exists()
+    counts = sink.recorder.count_by_address()
+    assert max(counts.values()) == 1, "an address received two copies"
+    unknown = Attempt.objects.filter(status="unknown").count()
+    sent = Attempt.objects.filter(status="sent").count()
+    assert sent + unknown == 2000
+    # One in flight per connection at most: two processes, 16 connections each.
+    assert unknown <= 32
+    assert sent <= len(counts) <= sent + unknown
+
+
+def processes_holding(directory: Path, group: int) -> list[int]:
+    """Processes of a process group with a file of `directory` open."""
+    holders = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(proc.name)) != group:
+                continue
+            targets = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except (OSError, ProcessLookupError):
+            continue
+        if any(target.startswith(str(directory)) for target in targets):
+            holders.append(int(proc.name))
+    return holders
+
+
+def dead_claims(journals: Path) -> int:
+    """Attempts still "sending" under a journal whose lock nobody holds."""
+    from core.services.dispatch.journal import journal_holder_gone
+
+    tokens = [path.stem for path in journals.glob("*.log")]
+    dead = [token for token in tokens if journal_holder_gone(token)]
+    return Attempt.objects.filter(status="sending", claim_token__in=dead).count()
+
+
+def test_a_cluster_worker_killed_mid_batch_loses_nothing(sink, worker_env, tmp_path):
+    """django-q2 starts a new worker; the next tick settles the dead one's claims."""
+    from django_q.models import Schedule
+    from django_q.tasks import async_task
+
+    Schedule.objects.all().delete()  # only the ticks queued here run
+    due_mailing(2000)
+    sink.recorder.delay = 0.005
+    env = {**worker_env, "DISPATCH_BATCH_SIZE": "100"}
+    env.pop("SMTP_CONCURRENCY")
+    journals = Path(env["DISPATCH_JOURNAL_DIR"])
+    cluster = start(["qcluster"], env, tmp_path, "cluster")
+    try:
+        async_task("core.tasks.tick")
+        assert wait_until(lambda: len(sink.messages) >= 400, timeout=120)
+        holders = []
+        assert wait_until(
+            lambda: holders.extend(processes_holding(journals, cluster.pid)) or holders,
+            timeout=30,
+        )
+        os.kill(holders[0], signal.SIGKILL)
+        assert len(sink.messages) < 2000
+        time.sleep(1)
+        connection.close()
+        assert dead_claims(journals), "the worker died holding no claim"
+        async_task("core.tasks.tick")  # the schedule's next tick
+        assert wait_until(all_final, timeout=180), (
+            tmp_path / "cluster.log"
+        ).read_text()[-2000:]
+    finally:
+        stop(cluster)
+
+    counts = sink.recorder.count_by_address()
+    assert max(counts.values()) == 1, "an address received two copies"
+    connection.close()
+    unknown = Attempt.objects.filter(status="unknown").count()
+    sent = Attempt.objects.filter(status="sent").count()
+    assert sent + unknown == 2000
+    assert unknown <= 16  # the killed worker's connections, one in flight each
+    assert sent <= len(counts) <= sent + unknown
