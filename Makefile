@@ -8,7 +8,7 @@ PORT ?= 8000
 # Every worker shares the machine's cores with the test database.
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run run-prod test lint format bench messages clean
+.PHONY: install run run-prod test test-fast lint format bench messages clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ run-prod: install
 
 test: install lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# Everything but the tests that start processes or a browser (marked slow).
+test-fast: install
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
