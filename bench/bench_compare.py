@@ -223,7 +223,8 @@ def write_project(project, *, databases: dict, mailings: dict) -> None:
 
 def mailing_batch(*, tag: str, count: int, mailing_id: int) -> dict:
     """What ours sends for a seeded mailing, for the other apps to send."""
-    from core.services.emails import list_id, unsubscribe_url
+    from core.services.mail.message import list_id
+    from core.services.unsubscribe import unsubscribe_url
 
     title = f"Новости {tag}"
     recipients = []
@@ -306,16 +307,18 @@ def measure_theirs(project, app: str) -> dict:
 def our_message_bytes(mailing_id: int) -> int:
     """Size of the measured mailing's first message as ours sends it."""
     from core.models import Mailing
-    from core.services.emails import email_prepare
+    from core.services.mail.message import email_prepare
+    from core.services.unsubscribe import unsubscribe_url
 
     mailing = Mailing.objects.select_related("owner", "message").get(pk=mailing_id)
     client = mailing.clients.order_by("pk").first()
     outgoing = email_prepare(
         mailing=mailing,
         message=mailing.message,
-        client_id=client.pk,
         email=client.email,
         full_name=client.full_name,
+        unsubscribe_url=unsubscribe_url(client_id=client.pk),
+        reply_to=mailing.owner.email,
     )
     return len(outgoing.as_bytes())
 

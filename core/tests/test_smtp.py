@@ -1,4 +1,9 @@
-"""The SMTP transport, with and without PIPELINING: same answers, fewer writes."""
+"""The SMTP transport, with and without PIPELINING: same answers, fewer writes.
+
+The first tests talk to the aiosmtpd server of smtp.py; the later ones to a
+raw scripted server (rawsmtp.py) that answers as odd servers do and shows
+what went over the wire.
+"""
 
 import socket
 
@@ -9,9 +14,13 @@ from core.services.mail import smtp as transports
 from core.services.mail.message import envelope_recipient, envelope_sender
 from core.services.mail.mime import Outgoing
 
-pytestmark = pytest.mark.parametrize(
-    "pipelining", [True, False], ids=["pipelined", "one by one"]
-)
+from .rawsmtp import RawSmtpServer
+
+
+@pytest.fixture(params=[True, False], ids=["pipelined", "one by one"])
+def pipelining(request):
+    """Whether the server offers PIPELINING: each exchange is tried both ways."""
+    return request.param
 
 
 class Answer:
@@ -118,3 +127,152 @@ def test_a_refused_sender_is_answered_for_the_message(transport, smtp_server):
         Outcome.SENT
     )
     assert [tos for tos, _ in smtp_server.messages] == [["dina@example.org"]]
+
+
+# --- against a raw scripted server -------------------------------------------
+
+
+@pytest.fixture
+def raw(settings):
+    """Start a raw server with a script; Django's SMTP settings point at it.
+    Returns the server and a transport connected to it."""
+    started = []
+
+    def start(script=None):
+        server = RawSmtpServer(script).start()
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_TIMEOUT = 5
+        transport = transports.SmtpTransport()
+        started.append((server, transport))
+        return server, transport
+
+    yield start
+    for server, transport in started:
+        transport.close()
+        server.stop()
+
+
+def ehlo(*extensions):
+    """An EHLO reply offering `extensions`, continuation lines and all."""
+    *first, last = ["raw.test greets you", *extensions]
+    return "\n".join([*(f"250-{line}" for line in first), f"250 {last}"])
+
+
+def as_received(envelope) -> bytes:
+    """The content a server stores for a message: what was sent, ended by CRLF."""
+    data = envelope[2]
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+def mail_parameters(server) -> list[list[str]]:
+    """The parameters of each MAIL FROM the server received."""
+    return [
+        line.split()[2:] for line in server.lines if line.upper().startswith("MAIL ")
+    ]
+
+
+def test_a_354_after_a_refused_recipient_ends_the_empty_message_and_the_next_goes(
+    raw, pipelining
+):
+    # Some servers take DATA even when no recipient was accepted (RFC 2920
+    # says they should refuse it); the session must stay usable.
+    script = {
+        "EHLO": ehlo("8BITMIME"),
+        "RCPT": ["550 5.1.1 <gone@example.org>: no such user", "250 2.1.5 Ok"],
+        ".": "250 2.0.0 Ok: queued as 2",
+    }
+    if pipelining:
+        script["EHLO"] = ehlo("PIPELINING", "8BITMIME")
+        script["."] = ["554 5.5.1 Error: no valid recipients", script["."]]
+    server, transport = raw(script)
+    refused = send(transport, envelope(transport, "gone@example.org"))
+    assert refused.result == Outcome.FAILED
+    assert refused.response == "550 5.1.1 <gone@example.org>: no such user"
+    message = envelope(transport, "boris@example.org")
+    accepted = send(transport, message)
+    assert accepted.result == Outcome.SENT
+    assert accepted.response == "250 2.0.0 Ok: queued as 2"
+    # The next message arrived whole: nothing of the first was left over.
+    assert server.messages[-1] == as_received(message)
+    if pipelining:
+        # The envelope went in one write; DATA's 354 was answered with an
+        # empty message, then the session was reset.
+        assert [len(read) for read in server.reads] == [1, 3, 1, 3]
+        assert [line.upper() for line in server.lines[3:6]] == ["DATA", ".", "RSET"]
+        assert server.messages[0] == b""
+    else:
+        assert server.commands()[:5] == ["EHLO", "MAIL", "RCPT", "RSET", "MAIL"]
+        assert len(server.messages) == 1
+
+
+def test_multi_line_replies_are_read_to_their_last_line(raw, pipelining):
+    extensions = ["SIZE 10240000", "8BITMIME", "ENHANCEDSTATUSCODES"]
+    if pipelining:
+        extensions.insert(1, "PIPELINING")  # offered on a continuation line
+    server, transport = raw(
+        {
+            "EHLO": ehlo(*extensions),
+            "RCPT": "250-2.1.5 Recipient ok\n250 2.1.5 Ok",
+            ".": [
+                "250-2.0.0 Message accepted\n250 2.0.0 Ok: queued as A1",
+                "250-2.0.0 Message accepted\n250 2.0.0 Ok: queued as B2",
+            ],
+        }
+    )
+    first = send(transport, envelope(transport, "anna@example.org"))
+    second = send(transport, envelope(transport, "boris@example.org"))
+    assert (first.result, second.result) == (Outcome.SENT, Outcome.SENT)
+    assert first.response.endswith("queued as A1")
+    assert second.response.endswith("queued as B2")
+    assert len(server.messages) == 2
+    commands_per_read = [len(read) for read in server.reads]
+    if pipelining:
+        assert commands_per_read == [1, 3, 3]
+    else:
+        assert set(commands_per_read) == {1}
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    ["500 5.5.1 Command unrecognized", "502 5.5.2 Command not implemented"],
+)
+def test_a_server_that_refuses_ehlo_is_greeted_with_helo_and_not_pipelined(
+    raw, refusal
+):
+    server, transport = raw({"EHLO": refusal})
+    for address in ("anna@example.org", "boris@example.org"):
+        assert send(transport, envelope(transport, address)).result == Outcome.SENT
+    commands = server.commands()
+    assert commands[:3] == ["EHLO", "HELO", "MAIL"]
+    assert commands.count("EHLO") == commands.count("HELO") == 1
+    assert {len(read) for read in server.reads} == {1}  # one command a write
+    assert mail_parameters(server) == [[], []]  # no ESMTP parameters for HELO
+    assert len(server.messages) == 2
+
+
+def test_a_message_that_is_not_ascii_asks_for_smtputf8_where_it_is_offered(
+    raw, pipelining
+):
+    extensions = ["8BITMIME", "SMTPUTF8"] + (["PIPELINING"] if pipelining else [])
+    server, transport = raw({"EHLO": ehlo(*extensions)})
+    russian = envelope(transport, "anna@example.org", "Здравствуйте!\n")
+    english = envelope(transport, "boris@example.org", "Hello!\n")
+    assert not russian[2].isascii() and english[2].isascii()
+    assert send(transport, russian).result == Outcome.SENT
+    assert send(transport, english).result == Outcome.SENT
+    russian_mail, english_mail = map(set, mail_parameters(server))
+    assert russian_mail == {"SMTPUTF8", "BODY=8BITMIME"}
+    assert "SMTPUTF8" not in english_mail
+    assert server.messages[0] == as_received(russian)  # its 8bit bytes as they were
+
+
+def test_a_server_without_smtputf8_is_never_asked_for_it(raw, pipelining):
+    extensions = ["8BITMIME"] + (["PIPELINING"] if pipelining else [])
+    server, transport = raw({"EHLO": ehlo(*extensions)})
+    russian = envelope(transport, "anna@example.org", "Здравствуйте!\n")
+    assert send(transport, russian).result == Outcome.SENT
+    assert mail_parameters(server) == [["BODY=8BITMIME"]]
+    assert server.messages[0] == as_received(russian)  # its 8bit bytes as they were
