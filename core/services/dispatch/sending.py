@@ -58,6 +58,8 @@ PROBE_SECONDS = 15
 REFUSED_SECONDS = 300
 LEARNED_SECONDS = 3600
 UNREACHABLE = "no SMTP session (server down or login refused): {}"
+# Opens refused in a row, with no session open, that mean the server is down.
+CONNECT_TRIES = 3
 
 
 class Concurrency:
@@ -185,6 +187,7 @@ class Sender:
         self.threads = []  # connection threads alive
         self.retiring = 0  # threads asked to stop after their message
         self.connected = 0  # sessions open now
+        self.refusals = 0  # refused opens since one succeeded
         self.stopping = False
         self.unreachable = ""
         self.starved = False  # a connection found no work since the last measure
@@ -317,12 +320,11 @@ class Sender:
     def _connection(self) -> None:
         transport = transport_open()
         me = threading.current_thread()
+        me.counted = False  # counted among the open sessions
         try:
             while True:
-                with self.lock:
-                    if self.retiring:
-                        self.retiring -= 1
-                        return
+                if self._retire(me):
+                    return
                 try:
                     batch, attempt = self.work.get(timeout=0.05)
                 except queue.Empty:
@@ -331,6 +333,8 @@ class Sender:
                     self.starved = True
                     continue
                 result, stay = self._handle(transport, attempt, batch)
+                if me.counted and not transport.is_open:
+                    self._uncount(me)  # the session ended (dropped, or 421)
                 if result is None:
                     self.work.put((batch, attempt))  # for another connection
                 else:
@@ -339,12 +343,26 @@ class Sender:
                 if not stay:
                     return
         finally:
-            if transport.is_open:
-                with self.lock:
-                    self.connected -= 1
+            if me.counted:
+                self._uncount(me)
             transport.close()
             with self.lock:
                 self.threads.remove(me)
+
+    def _retire(self, me) -> bool:
+        """Whether this thread is one of those asked to stop; threads without
+        a session go first, so no working session is dropped for them."""
+        with self.lock:
+            waiting = len(self.threads) - self.connected
+            if self.retiring and (not me.counted or waiting <= 0):
+                self.retiring -= 1
+                return True
+        return False
+
+    def _uncount(self, me) -> None:
+        with self.lock:
+            self.connected -= 1
+        me.counted = False
 
     def _handle(self, transport, attempt, batch) -> tuple[Result | None, bool]:
         """The attempt's result (None: give it to another connection), and
@@ -370,8 +388,11 @@ class Sender:
                     transport.open()
                 except ConnectionFailed as error:
                     return self._refused(attempt, error)
+                me = threading.current_thread()
                 with self.lock:
                     self.connected += 1
+                    self.refusals = 0
+                me.counted = True
         self.limiter.acquire()
         batch.journal.in_flight(attempt.pk)
         reply = transport.send(sender, recipient, data)
@@ -388,8 +409,14 @@ class Sender:
         """A new session was refused: one too many, or no server at all."""
         with self.lock:
             working = self.connected
+            self.refusals += 1
+            refusals = self.refusals
         if working:
             self.concurrency.refused(working=working)
+            return None, False
+        if refusals < CONNECT_TRIES:
+            # No session open at this moment (others may just be closing):
+            # another connection tries again.
             return None, False
         self.unreachable = UNREACHABLE.format(error)
         return Result(attempt, Outcome.RELEASED, self.unreachable), False
