@@ -18,7 +18,8 @@ from core.models import Mailing
 
 from .outcome import Outcome, Summary
 from .recovery import attempts_recover
-from .runs import Plan, run_open_now, run_retry_failed, runs_open_due, runs_plan
+from .runs import Plan, run_open_now, run_retry_failed, runs_open_due
+from .runs import runs_plan as dispatch_plan
 from .workers import deliver, deliver_foreground, deliveries_wanted
 
 __all__ = [
@@ -32,11 +33,6 @@ __all__ = [
     "run_open_now",
     "run_retry_failed",
 ]
-
-
-def dispatch_plan(*, now=None, mailing_id=None) -> list[Plan]:
-    """What a tick would send now, without sending or writing anything."""
-    return runs_plan(now=now or timezone.now(), mailing_id=mailing_id)
 
 
 def dispatch_tick(

@@ -338,7 +338,7 @@ class Sender:
                 if result is None:
                     self.work.put((batch, attempt))  # for another connection
                 else:
-                    self._count(result)
+                    self._track_streak(result)
                     self.answers.put((batch, result))
                 if not stay:
                     return
@@ -432,7 +432,7 @@ class Sender:
             streak = self.streaks.setdefault(run.pk, run.consecutive_failures)
         return bool(limit) and streak >= limit
 
-    def _count(self, result: Result) -> None:
+    def _track_streak(self, result: Result) -> None:
         with self.lock:
             run_id = result.attempt.run_id
             if result.outcome == Outcome.SENT:
