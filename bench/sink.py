@@ -55,14 +55,16 @@ class SinkProcess:
     whole number of seconds always uses the aiosmtpd sink.
     """
 
-    def __init__(self, *, delay_ms: int = 0, prefer_postfix: bool = True):
+    def __init__(
+        self, *, delay_ms: int = 0, prefer_postfix: bool = True, pipelining=True
+    ):
         self.delay_ms = delay_ms
         self.port = free_port()
         postfix = smtp_sink_path() if prefer_postfix else None
         if postfix and delay_ms % 1000 == 0:
             self.kind = "postfix"
             self.label = f"Postfix smtp-sink ({postfix})"
-            self.command = [postfix, "-c"]
+            self.command = [postfix, "-c"] + ([] if pipelining else ["-p"])
             if delay_ms:
                 self.command += ["-w", str(delay_ms // 1000)]
             if os.geteuid() == 0:
@@ -79,6 +81,7 @@ class SinkProcess:
                 str(self.port),
                 "--delay-ms",
                 str(delay_ms),
+                *(["--pipelining"] if pipelining else []),
             ]
         self.process = None
         self.output = None
@@ -149,10 +152,17 @@ class SinkProcess:
 class CountingHandler:
     """Accepts everything; counts messages and copies per recipient."""
 
-    def __init__(self, delay: float):
+    def __init__(self, delay: float, pipelining: bool = False):
         self.delay = delay
+        self.pipelining = pipelining
         self.messages = 0
         self.per_recipient = Counter()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_DATA(self, server, session, envelope):
         if self.delay:
@@ -175,11 +185,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=int, default=0)
+    parser.add_argument("--pipelining", action="store_true")
     args = parser.parse_args(argv)
 
     from aiosmtpd.controller import Controller
 
-    handler = CountingHandler(args.delay_ms / 1000)
+    handler = CountingHandler(args.delay_ms / 1000, args.pipelining)
     controller = Controller(
         handler, hostname="127.0.0.1", port=args.port, ready_timeout=10
     )
