@@ -8,11 +8,14 @@ it is stopped.
 
 Run alone, this module is the aiosmtpd sink:
 
-    .venv/bin/python -m bench.sink --port 2525 --delay-ms 20
+    .venv/bin/python -m bench.sink --port 2525 --delay-ms 20 [--sample FILE]
 
 It prints "ready" once it listens, and on SIGTERM (or SIGINT) one JSON line:
-the messages received, the distinct recipients among them, and the largest
-number of copies any one recipient got.
+the messages received, the distinct recipients among them, the largest
+number of copies any one recipient got, and the same three per tag (the
+benchmarks address recipients as `r000001.<tag>@example.org`, one tag per
+mailing). With --sample it writes the first message it receives, as it came
+(CRLF line ends, dot-stuffing undone), to FILE.
 """
 
 import argparse
@@ -55,10 +58,18 @@ class SinkProcess:
     whole number of seconds always uses the aiosmtpd sink.
     """
 
-    def __init__(self, *, delay_ms: int = 0, prefer_postfix: bool = True):
+    def __init__(
+        self,
+        *,
+        delay_ms: int = 0,
+        prefer_postfix: bool = True,
+        sample: Path | None = None,
+    ):
+        """`sample`: a file to keep the first message in (aiosmtpd only)."""
         self.delay_ms = delay_ms
         self.port = free_port()
-        postfix = smtp_sink_path() if prefer_postfix else None
+        self.sample = sample
+        postfix = smtp_sink_path() if prefer_postfix and sample is None else None
         if postfix and delay_ms % 1000 == 0:
             self.kind = "postfix"
             self.label = f"Postfix smtp-sink ({postfix})"
@@ -80,6 +91,8 @@ class SinkProcess:
                 "--delay-ms",
                 str(delay_ms),
             ]
+            if sample is not None:
+                self.command += ["--sample", str(sample)]
         self.process = None
         self.output = None
 
@@ -146,13 +159,21 @@ class SinkProcess:
 # --- the aiosmtpd sink ------------------------------------------------------
 
 
+def recipient_tag(address: str) -> str:
+    """`r000001.main@example.org` -> "main"; "" for another shape."""
+    local = address.rpartition("@")[0]
+    return local.rpartition(".")[2] if "." in local else ""
+
+
 class CountingHandler:
     """Accepts everything; counts messages and copies per recipient."""
 
-    def __init__(self, delay: float):
+    def __init__(self, delay: float, sample: str | None = None):
         self.delay = delay
+        self.sample = sample
         self.messages = 0
         self.per_recipient = Counter()
+        self.per_tag = Counter()
 
     async def handle_DATA(self, server, session, envelope):
         if self.delay:
@@ -160,14 +181,30 @@ class CountingHandler:
 
             await asyncio.sleep(self.delay)
         self.messages += 1
+        if self.sample and self.messages == 1:
+            content = envelope.original_content or envelope.content
+            Path(self.sample).write_bytes(content)
         self.per_recipient.update(envelope.rcpt_tos)
+        self.per_tag[recipient_tag(envelope.rcpt_tos[0])] += 1
         return f"250 2.0.0 Ok: queued as {self.messages}"
 
     def counts(self) -> dict:
+        tags = {}
+        for address, copies in self.per_recipient.items():
+            tag = tags.setdefault(
+                recipient_tag(address),
+                {"messages": 0, "recipients": 0, "max_copies": 0},
+            )
+            tag["recipients"] += 1
+            tag["max_copies"] = max(tag["max_copies"], copies)
+        for name, messages in self.per_tag.items():
+            tags.setdefault(name, {"recipients": 0, "max_copies": 0})
+            tags[name]["messages"] = messages
         return {
             "messages": self.messages,
             "recipients": len(self.per_recipient),
             "max_copies": max(self.per_recipient.values(), default=0),
+            "tags": tags,
         }
 
 
@@ -175,11 +212,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=int, default=0)
+    parser.add_argument("--sample", help="write the first message to this file")
     args = parser.parse_args(argv)
 
     from aiosmtpd.controller import Controller
 
-    handler = CountingHandler(args.delay_ms / 1000)
+    handler = CountingHandler(args.delay_ms / 1000, sample=args.sample)
     controller = Controller(
         handler, hostname="127.0.0.1", port=args.port, ready_timeout=10
     )
