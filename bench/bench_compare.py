@@ -47,9 +47,9 @@ column is the same command run once with nothing to send. CPU is that of
 the command's process tree (wait4, or /proc for the cluster's); memory, read
 from /proc every 0.2 s, is the largest peak RSS of any one of its processes
 and the most they held together (PSS, so pages forked processes share count
-once). The message size is that of the first message of the row's warm-up
-as the sink received it; the other apps' List-Id, List-Unsubscribe link and
-sender are taken from our first message.
+once). The message size is that of the message to the warm-up's first
+recipient as the sink received it; the other apps' List-Id,
+List-Unsubscribe link and sender are taken from our first such message.
 
 Targets (defined for PostgreSQL; on SQLite they are shown, not enforced):
 at zero latency ours sends ≥ 2× as many messages per second as
@@ -61,8 +61,8 @@ Neither app becomes a dependency of the project: they live in their own
 virtualenv, var/bench/venv-compare (created on the first run, reused after),
 and run in a throw-away Django project generated into a temporary directory
 from bench/compare/ (on SQLite a file there; with DATABASE_URL a PostgreSQL
-database per app next to ours, created and dropped). A run takes about ten
-minutes on two cores.
+database per app next to ours, created and dropped). A run takes five to
+six minutes on two cores.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
         .venv/bin/python -m bench compare
@@ -810,7 +810,7 @@ def main():
                 )
                 + ("" if smtp_sink_path() else " (smtp-sink is not installed)")
                 + f"; warm-ups of {WARMUP} to aiosmtpd, which keeps the first "
-                f"message; load average {os.getloadavg()[0]:.2f}",
+                f"recipient's message; load average {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
             command = ours.command(phase)

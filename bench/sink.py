@@ -14,8 +14,9 @@ It prints "ready" once it listens, and on SIGTERM (or SIGINT) one JSON line:
 the messages received, the distinct recipients among them, the largest
 number of copies any one recipient got, and the same three per tag (the
 benchmarks address recipients as `r000001.<tag>@example.org`, one tag per
-mailing). With --sample it writes the first message it receives, as it came
-(CRLF line ends, dot-stuffing undone), to FILE.
+mailing). With --sample it keeps in FILE, as it came (CRLF line ends,
+dot-stuffing undone), the message to the first recipient in address order
+(`r000000.<tag>@…`: the same person whichever connection delivered first).
 """
 
 import argparse
@@ -65,7 +66,7 @@ class SinkProcess:
         prefer_postfix: bool = True,
         sample: Path | None = None,
     ):
-        """`sample`: a file to keep the first message in (aiosmtpd only)."""
+        """`sample`: a file to keep one message in (aiosmtpd only)."""
         self.delay_ms = delay_ms
         self.port = free_port()
         self.sample = sample
@@ -171,6 +172,7 @@ class CountingHandler:
     def __init__(self, delay: float, sample: str | None = None):
         self.delay = delay
         self.sample = sample
+        self.sampled = None  # whose message the sample is
         self.messages = 0
         self.per_recipient = Counter()
         self.per_tag = Counter()
@@ -181,9 +183,11 @@ class CountingHandler:
 
             await asyncio.sleep(self.delay)
         self.messages += 1
-        if self.sample and self.messages == 1:
+        first = min(envelope.rcpt_tos)
+        if self.sample and (self.sampled is None or first < self.sampled):
             content = envelope.original_content or envelope.content
             Path(self.sample).write_bytes(content)
+            self.sampled = first
         self.per_recipient.update(envelope.rcpt_tos)
         self.per_tag[recipient_tag(envelope.rcpt_tos[0])] += 1
         return f"250 2.0.0 Ok: queued as {self.messages}"
@@ -212,7 +216,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=int, default=0)
-    parser.add_argument("--sample", help="write the first message to this file")
+    parser.add_argument("--sample", help="keep the first recipient's message here")
     args = parser.parse_args(argv)
 
     from aiosmtpd.controller import Controller
