@@ -8,11 +8,15 @@ it is stopped.
 
 Run alone, this module is the aiosmtpd sink:
 
-    .venv/bin/python -m bench.sink --port 2525 --delay-ms 20
+    .venv/bin/python -m bench.sink --port 2525 --delay-ms 20 [--sample FILE]
 
 It prints "ready" once it listens, and on SIGTERM (or SIGINT) one JSON line:
-the messages received, the distinct recipients among them, and the largest
-number of copies any one recipient got.
+the messages received, the distinct recipients among them, the largest
+number of copies any one recipient got, and the same three per tag (the
+benchmarks address recipients as `r000001.<tag>@example.org`, one tag per
+mailing). With --sample it keeps in FILE, as it came (CRLF line ends,
+dot-stuffing undone), the message to the first recipient in address order
+(`r000000.<tag>@…`: the same person whichever connection delivered first).
 """
 
 import argparse
@@ -56,11 +60,19 @@ class SinkProcess:
     """
 
     def __init__(
-        self, *, delay_ms: int = 0, prefer_postfix: bool = True, pipelining=True
+        self,
+        *,
+        delay_ms: int = 0,
+        prefer_postfix: bool = True,
+        sample: Path | None = None,
+        pipelining: bool = True,
     ):
+        """`sample`: a file to keep one message in (aiosmtpd only);
+        `pipelining`: whether the sink offers PIPELINING (RFC 2920)."""
         self.delay_ms = delay_ms
         self.port = free_port()
-        postfix = smtp_sink_path() if prefer_postfix else None
+        self.sample = sample
+        postfix = smtp_sink_path() if prefer_postfix and sample is None else None
         if postfix and delay_ms % 1000 == 0:
             self.kind = "postfix"
             self.label = f"Postfix smtp-sink ({postfix})"
@@ -83,6 +95,8 @@ class SinkProcess:
                 str(delay_ms),
                 *(["--pipelining"] if pipelining else []),
             ]
+            if sample is not None:
+                self.command += ["--sample", str(sample)]
         self.process = None
         self.output = None
 
@@ -149,14 +163,25 @@ class SinkProcess:
 # --- the aiosmtpd sink ------------------------------------------------------
 
 
+def recipient_tag(address: str) -> str:
+    """`r000001.main@example.org` -> "main"; "" for another shape."""
+    local = address.rpartition("@")[0]
+    return local.rpartition(".")[2] if "." in local else ""
+
+
 class CountingHandler:
     """Accepts everything; counts messages and copies per recipient."""
 
-    def __init__(self, delay: float, pipelining: bool = False):
+    def __init__(
+        self, delay: float, sample: str | None = None, pipelining: bool = False
+    ):
         self.delay = delay
+        self.sample = sample
+        self.sampled = None  # whose message the sample is
         self.pipelining = pipelining
         self.messages = 0
         self.per_recipient = Counter()
+        self.per_tag = Counter()
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -170,14 +195,32 @@ class CountingHandler:
 
             await asyncio.sleep(self.delay)
         self.messages += 1
+        first = min(envelope.rcpt_tos)
+        if self.sample and (self.sampled is None or first < self.sampled):
+            content = envelope.original_content or envelope.content
+            Path(self.sample).write_bytes(content)
+            self.sampled = first
         self.per_recipient.update(envelope.rcpt_tos)
+        self.per_tag[recipient_tag(envelope.rcpt_tos[0])] += 1
         return f"250 2.0.0 Ok: queued as {self.messages}"
 
     def counts(self) -> dict:
+        tags = {}
+        for address, copies in self.per_recipient.items():
+            tag = tags.setdefault(
+                recipient_tag(address),
+                {"messages": 0, "recipients": 0, "max_copies": 0},
+            )
+            tag["recipients"] += 1
+            tag["max_copies"] = max(tag["max_copies"], copies)
+        for name, messages in self.per_tag.items():
+            tags.setdefault(name, {"recipients": 0, "max_copies": 0})
+            tags[name]["messages"] = messages
         return {
             "messages": self.messages,
             "recipients": len(self.per_recipient),
             "max_copies": max(self.per_recipient.values(), default=0),
+            "tags": tags,
         }
 
 
@@ -186,11 +229,14 @@ def main(argv=None):
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=int, default=0)
     parser.add_argument("--pipelining", action="store_true")
+    parser.add_argument("--sample", help="keep the first recipient's message here")
     args = parser.parse_args(argv)
 
     from aiosmtpd.controller import Controller
 
-    handler = CountingHandler(args.delay_ms / 1000, args.pipelining)
+    handler = CountingHandler(
+        args.delay_ms / 1000, sample=args.sample, pipelining=args.pipelining
+    )
     controller = Controller(
         handler, hostname="127.0.0.1", port=args.port, ready_timeout=10
     )

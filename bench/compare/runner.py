@@ -1,19 +1,20 @@
 """One step of bench/bench_compare.py inside the throw-away project.
 
 Runs with the interpreter of var/bench/venv-compare, in the temporary
-directory that holds settings.py, urls.py, config.json, the mailing's
-templates and one recipients-<tag>.json per batch:
+directory that holds manage.py, settings.py, urls.py, config.json, the
+mailing's templates and one recipients-<tag>.json per batch:
 
-    python runner.py PHASE '{"tag": "main"}'
+    python runner.py PHASE '{"tag": "zdm"}'
 
-PHASE is versions, migrate, queue, send or sample; BENCH_APP says which app
-(post_office or newsletter). The last line printed is the phase's figures as
-JSON.
+PHASE is versions, migrate, queue (the batch becomes due mail) or outcome
+(what the app recorded after sending); BENCH_APP says which app
+(post_office or newsletter). The sending itself is the app's own command,
+which bench_compare.py runs as `python manage.py ...`. The last line printed
+is the phase's figures as JSON.
 """
 
 import json
 import os
-import resource
 import sys
 import time
 from datetime import timedelta
@@ -38,11 +39,6 @@ def batch(tag: str) -> dict:
     recipient's unsubscribe link.
     """
     return json.loads((BASE_DIR / f"recipients-{tag}.json").read_text())
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def phase_versions() -> dict:
@@ -108,46 +104,20 @@ def post_office_queue(tag: str) -> dict:
     return {"seconds": time.perf_counter() - started, "queued": len(emails)}
 
 
-def post_office_send(tag: str) -> dict:
-    """`manage.py send_queued_mail --processes N`, timed in this process."""
-    from django.core.management import call_command
+def post_office_outcome(tag: str) -> dict:
+    """What became of the batch's e-mails after `send_queued_mail`."""
     from django.db.models import Count
     from post_office.models import STATUS, Email
 
-    processes = json.loads((BASE_DIR / "config.json").read_text())[
-        "post_office_processes"
-    ]
-    sent_before = Email.objects.filter(status=STATUS.sent).count()
-    cpu, children = time.process_time(), children_cpu()
-    started = time.perf_counter()
-    call_command(
-        "send_queued_mail",
-        processes=processes,
-        lockfile=str(BASE_DIR / "post_office"),
-    )
-    seconds = time.perf_counter() - started
-    cpu = time.process_time() - cpu + children_cpu() - children
+    emails = Email.objects.filter(to__contains=f".{tag}@")
     statuses = dict(
-        Email.objects.values_list("status")
-        .annotate(n=Count("id"))
-        .values_list("status", "n")
+        emails.values_list("status").annotate(n=Count("id")).values_list("status", "n")
     )
     names = dict(zip(STATUS, STATUS._fields, strict=True))
     return {
-        "seconds": seconds,
-        "cpu_seconds": cpu,
-        "sent": Email.objects.filter(status=STATUS.sent).count() - sent_before,
+        "sent": emails.filter(status=STATUS.sent).count(),
         "statuses": {str(names.get(k, k)): n for k, n in statuses.items()},
     }
-
-
-def post_office_sample(tag: str) -> dict:
-    from post_office.models import Email
-
-    # The batch's first recipient: its emails are the last ones queued.
-    email = Email.objects.order_by("-id")[len(batch(tag)["recipients"]) - 1]
-    message = email.prepare_email_message().message()
-    return {"bytes": len(message.as_bytes(linesep="\r\n"))}
 
 
 # --- django-newsletter ------------------------------------------------------
@@ -200,45 +170,26 @@ def newsletter_queue(tag: str) -> dict:
     }
 
 
-def newsletter_send(tag: str) -> dict:
-    """`manage.py submit_newsletter`, timed in this process."""
-    from django.core.management import call_command
-    from newsletter.models import Submission
+def newsletter_outcome(tag: str) -> dict:
+    """Whether the submission is marked sent after `submit_newsletter`.
 
-    cpu = time.process_time()
-    started = time.perf_counter()
-    call_command("submit_newsletter", verbosity=0)
-    seconds = time.perf_counter() - started
-    submission = Submission.objects.get(message__slug=f"issue-{tag}")
-    # It records no outcome per recipient (and logs failed sends only):
-    # what arrived is counted at the sink.
-    return {
-        "seconds": seconds,
-        "cpu_seconds": time.process_time() - cpu,
-        "sent": None,
-        "statuses": {"submission sent": submission.sent},
-    }
-
-
-def newsletter_sample(tag: str) -> dict:
+    It records no outcome per recipient (and logs failed sends only): what
+    arrived is counted at the sink.
+    """
     from newsletter.models import Submission
 
     submission = Submission.objects.get(message__slug=f"issue-{tag}")
-    subscription = submission.subscriptions.order_by("id").first()
-    message = submission.get_message(subscription).message()
-    return {"bytes": len(message.as_bytes(linesep="\r\n"))}
+    return {"sent": None, "statuses": {"submission sent": submission.sent}}
 
 
 STEPS = {
     "post_office": {
         "queue": post_office_queue,
-        "send": post_office_send,
-        "sample": post_office_sample,
+        "outcome": post_office_outcome,
     },
     "newsletter": {
         "queue": newsletter_queue,
-        "send": newsletter_send,
-        "sample": newsletter_sample,
+        "outcome": newsletter_outcome,
     },
 }
 

@@ -2,10 +2,11 @@
 another Django mailing app (django-post-office or django-newsletter).
 
 bench_compare.py copies this file into a temporary directory next to a
-config.json it writes (databases, sender, post-office tuning) and runs it
-with the interpreter of var/bench/venv-compare: none of these apps is a
-dependency of the project. BENCH_APP names the app, BENCH_SMTP_PORT the
-port of the SMTP sink the messages go to.
+config.json it writes (databases, sender, site) and runs it with the
+interpreter of var/bench/venv-compare: none of these apps is a dependency of
+the project. BENCH_APP names the app, BENCH_SMTP_PORT the port of the SMTP
+sink the messages go to, BENCH_POST_OFFICE (JSON) any POST_OFFICE setting
+that differs from its defaults.
 """
 
 import json
@@ -63,9 +64,11 @@ if APP == "post_office":
     # Mail is queued in the database; `send_queued_mail` delivers it through
     # the real backend named here.
     EMAIL_BACKEND = "post_office.EmailBackend"
+    # Its defaults otherwise: THREADS_PER_PROCESS 5, BATCH_SIZE 100,
+    # LOG_LEVEL 2 (a Log row per message), MAX_RETRIES 0.
     POST_OFFICE = {
         "BACKENDS": {"default": SMTP_BACKEND},
-        **CONFIG["post_office"],
+        **json.loads(os.environ.get("BENCH_POST_OFFICE") or "{}"),
     }
 else:
     EMAIL_BACKEND = SMTP_BACKEND
