@@ -22,14 +22,23 @@ def queue(func: str, *args) -> None:
 
 def tick():
     """Run by the schedule every DISPATCH_PERIOD_MINUTES."""
-    summary = dispatch.dispatch_tick(deliver_here=False)
-    return f"{summary.line()}; deliveries started {fan_out()}"
+    return _open_and_deliver(dispatch.dispatch_tick(deliver_here=False))
 
 
 def send_now(mailing_id: int):
     """Queued by the admin's "send now" action."""
     summary = dispatch.dispatch_tick(mailing_id=mailing_id, deliver_here=False)
-    return f"{summary.line()}; deliveries started {fan_out()}"
+    return _open_and_deliver(summary)
+
+
+def _open_and_deliver(summary) -> str:
+    """Hand the queue to the cluster, this worker included: it delivers
+    beside the others rather than wait for the broker to hand it on."""
+    wanted = dispatch.deliveries_wanted()
+    started = fan_out(wanted - 1, share=wanted) if wanted else 0
+    if wanted:
+        summary.add(dispatch.dispatch_deliver(share=wanted))
+    return f"{summary.line()}; deliveries started {started}"
 
 
 def deliver(share: int = 1):
@@ -37,14 +46,15 @@ def deliver(share: int = 1):
     return dispatch.dispatch_deliver(share=share).line()
 
 
-def fan_out() -> int:
-    """Queue as many deliveries as the work is worth, less those still waiting."""
+def fan_out(count: int | None = None, *, share: int | None = None) -> int:
+    """Queue `count` deliveries (by default as many as the work is worth),
+    less those still waiting for a worker; each gets its `share` of the
+    connections."""
     wanted = dispatch.deliveries_wanted()
-    if not wanted:
-        return 0
-    started = max(0, wanted - get_broker().queue_size())
+    count = wanted if count is None else count
+    started = max(0, count - get_broker().queue_size())
     for _ in range(started):
-        queue("core.tasks.deliver", wanted)
+        queue("core.tasks.deliver", share or wanted)
     return started
 
 
