@@ -210,6 +210,9 @@ class Sender:
                 self._scale()
                 wanted = not (self.stopping or self.unreachable or exhausted)
                 if wanted and len(batches) < AHEAD:
+                    if not batches:
+                        # Nothing held: the heartbeat starts with this claim.
+                        self.renewed_at = time.monotonic()
                     batch = self._claim()
                     if batch is None:
                         exhausted = True
@@ -261,7 +264,6 @@ class Sender:
         if not attempts:
             journal.close(remove=True)
             return None
-        self.renewed_at = time.monotonic()
         batch = Batch(token=token, journal=journal, attempts=attempts)
         for attempt in attempts:
             self.work.put((batch, attempt))
