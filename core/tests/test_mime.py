@@ -179,3 +179,19 @@ def test_messages_without_their_own_date_and_id_do_not_share_them():
     second = parse(outgoing(2, headers={}).as_bytes())
     assert first["Message-ID"] and first["Date"]
     assert first["Message-ID"] != second["Message-ID"]
+
+
+def test_headers_written_directly_match_the_generators_folding():
+    """The short cut for plain ASCII headers writes what the Header folding
+    writes, short, long, with spaces or without."""
+    rng = random.Random(20261201)
+    alphabet = "abcXYZ019<>@.:/-_=+?&%~" + " \t;,"
+    names = ["Message-ID", "Date", "List-Unsubscribe", "List-Id", "To", "X-Note"]
+    for _ in range(3000):
+        name = rng.choice(names)
+        spaced = rng.random() < 0.5
+        letters = alphabet if spaced else alphabet[:-4]
+        value = "".join(rng.choice(letters) for _ in range(rng.randrange(0, 200)))
+        assert mime.header_line(name, value, "utf-8") == mime.header_line_folded(
+            name, value, "utf-8"
+        ), (name, value)

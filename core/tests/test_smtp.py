@@ -5,6 +5,8 @@ raw scripted server (rawsmtp.py) that answers as odd servers do and shows
 what went over the wire.
 """
 
+import random
+import smtplib
 import socket
 
 import pytest
@@ -276,3 +278,17 @@ def test_a_server_without_smtputf8_is_never_asked_for_it(raw, pipelining):
     assert send(transport, russian).result == Outcome.SENT
     assert mail_parameters(server) == [["BODY=8BITMIME"]]
     assert server.messages[0] == as_received(russian)  # its 8bit bytes as they were
+
+
+def test_smtp_short_cuts_match_the_library():
+    from core.services.mail.smtp import DOT_LINE, dot_stuff, quoteaddr
+
+    rng = random.Random(7)
+    characters = "abz09.!#$%&'*+/=?^_`{|}~-@ <>\"(),:;[]\\"
+    for _ in range(5000):
+        address = "".join(rng.choice(characters) for _ in range(rng.randrange(30)))
+        assert quoteaddr(address) == smtplib.quoteaddr(address), address
+        plain = "".join(rng.choice("abz09._-+") for _ in range(8)) + "@example.org"
+        assert quoteaddr(plain) == smtplib.quoteaddr(plain) == f"<{plain}>"
+        data = bytes(rng.choice(b".\r\nab ") for _ in range(rng.randrange(60)))
+        assert dot_stuff(data) == DOT_LINE.sub(b"..", data), data

@@ -60,3 +60,27 @@ def test_unsubscribed_recipient_is_skipped_by_every_mailing_of_the_owner(
     due_mailing(owner, [person])
     dispatch_tick()
     assert smtp_server.recorder.count_by_address() == {other.email: 1}
+
+
+def test_links_signed_before_tokens_lost_compression_still_work(client, owner):
+    from django.core import signing
+
+    from core.services.unsubscribe import UNSUBSCRIBE_SALT
+
+    person = ClientFactory(owner=owner)
+    old = signing.dumps(person.pk, salt=UNSUBSCRIBE_SALT, compress=True)
+    assert client.post(reverse("unsubscribe", args=[old])).status_code == 200
+    person.refresh_from_db()
+    assert person.unsubscribed_at is not None
+
+
+def test_the_link_follows_site_url(settings):
+    from core.services.unsubscribe import unsubscribe_client_id, unsubscribe_url
+
+    first = unsubscribe_url(client_id=7)
+    settings.SITE_URL = "https://mail.example.org"
+    moved = unsubscribe_url(client_id=7)
+    assert first.startswith("http://127.0.0.1:8000/unsubscribe/")
+    assert moved.startswith("https://mail.example.org/unsubscribe/")
+    token = moved.rstrip("/").rsplit("/", 1)[1]
+    assert unsubscribe_client_id(token=token) == 7

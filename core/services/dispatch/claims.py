@@ -86,7 +86,7 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
         )
         attempts = list(
             Attempt.objects.filter(pk__in=ids)
-            .select_related("run__mailing__message", "run__mailing__owner", "client")
+            .select_related("client")
             .annotate(
                 may_send=Case(
                     When(subscribed_q("client__"), then=Value(True)),
@@ -96,6 +96,15 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
             )
             .order_by("next_try_at", "id")
         )
+        # One run, mailing, message and owner object for all the batch's
+        # attempts of a run: through select_related each row built its own
+        # four, some 90 µs a message.
+        runs = MailingRun.objects.filter(
+            pk__in={attempt.run_id for attempt in attempts}
+        ).select_related("mailing__message", "mailing__owner")
+        shared = {run.pk: run for run in runs}
+        for attempt in attempts:
+            attempt.run = shared[attempt.run_id]
     return attempts
 
 

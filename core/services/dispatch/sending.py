@@ -72,6 +72,7 @@ class Concurrency:
     """
 
     def __init__(self, *, relay: str, ceiling: int, pinned: int | None):
+        self.relay = relay
         self.key = f"dispatch:relay:{relay}:connections"
         self.adapts = not pinned
         self.ceiling = max(1, pinned or ceiling)
@@ -126,6 +127,13 @@ class Concurrency:
         return self.refused_ceiling if now < self.refused_until else self.ceiling
 
     def _settle(self, level: int, now) -> None:
+        logger.info(
+            "Relay %s: %d connections (%.0f msg/s at best, with %d)",
+            self.relay,
+            max(1, level),
+            self.best_rate,
+            self.best_level,
+        )
         self.target, self.settled = max(1, level), True
         self.probe_at = now + PROBE_SECONDS
         if self.adapts:

@@ -25,6 +25,9 @@ from django.core.mail import EmailMessage, get_connection
 PIPELINE_ACCEPTED = ({250}, {250, 251}, {354})
 # Lines of content that start with a dot get another (RFC 5321 4.5.2).
 DOT_LINE = re.compile(rb"(?m)^\.")
+# An address smtplib.quoteaddr would only bracket: no name, quotes,
+# comments or routes for email.utils.parseaddr to take apart.
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +148,8 @@ class SmtpTransport:
         params = "".join(f" {option}" for option in options)
         smtp.send(
             (
-                f"mail FROM:{smtplib.quoteaddr(sender)}{params}\r\n"
-                f"rcpt TO:{smtplib.quoteaddr(recipient)}\r\n"
+                f"mail FROM:{quoteaddr(sender)}{params}\r\n"
+                f"rcpt TO:{quoteaddr(recipient)}\r\n"
                 "data\r\n"
             ).encode("utf-8" if "SMTPUTF8" in options else "ascii")
         )
@@ -160,7 +163,7 @@ class SmtpTransport:
             None,
         )
         if refused is None:
-            content = DOT_LINE.sub(b"..", data)
+            content = dot_stuff(data)
             if not content.endswith(b"\r\n"):
                 content += b"\r\n"
             smtp.send(content + b".\r\n")
@@ -194,6 +197,23 @@ class SmtpTransport:
             except Exception:  # closing a dead socket can fail in many ways
                 pass
             self.backend = None
+
+
+def quoteaddr(address: str) -> str:
+    """smtplib.quoteaddr, without parsing an address that is only an address
+    (the parser cost some 25 µs a message)."""
+    if PLAIN_ADDRESS.match(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """A dot doubled at the start of every line (RFC 5321 4.5.2). Most
+    messages have none, and finding that out is a search, not a regex
+    pass over every line (some 70 µs for 12 KB)."""
+    if data.startswith(b".") or b"\n." in data:
+        return DOT_LINE.sub(b"..", data)
+    return data
 
 
 def _mail_options(smtp, data: bytes) -> list[str]:
