@@ -1,5 +1,5 @@
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils.translation import gettext_lazy as _
 
@@ -51,6 +51,20 @@ class Message(OwnedModel):
 
 
 class MailingQuerySet(OwnedQuerySet):
+    def update(self, **kwargs):
+        """`QuerySet.update`; one that changes start, end or periodicity
+        moves `next_run_at` of the rows it changed too, as a save does."""
+        if not set(SCHEDULE_FIELDS) & set(kwargs):
+            return super().update(**kwargs)
+        with transaction.atomic(using=self.db):
+            ids = list(self.values_list("pk", flat=True))
+            count = super().update(**kwargs)
+            mailings = list(self.model._base_manager.filter(pk__in=ids))
+            for mailing in mailings:
+                mailing.schedule_derive()
+            self.model._base_manager.bulk_update(mailings, ["next_run_at"])
+        return count
+
     def active(self):
         """Enabled mailings that still have an occurrence ahead."""
         return self.filter(status__in=ACTIVE_STATUSES)
@@ -158,35 +172,62 @@ class Mailing(OwnedModel):
     @classmethod
     def from_db(cls, db, field_names, values):
         instance = super().from_db(db, field_names, values)
-        instance._remember_schedule()
+        instance._stored_schedule = {}
+        instance._remember_schedule(SCHEDULE_FIELDS)
         return instance
 
     def save(self, *args, **kwargs):
+        adding = self._state.adding
         update_fields = kwargs.get("update_fields")
+        deferred = self.get_deferred_fields() - {"status"}
+        if update_fields is None and not adding and deferred:
+            # Django saves a partly loaded row's loaded fields only; name
+            # them here, so a schedule change brings `next_run_at` along.
+            update_fields = {
+                field.attname
+                for field in self._meta.concrete_fields
+                if not field.primary_key
+                and not field.generated
+                and field.attname not in deferred
+            }
         if update_fields is not None and set(SCHEDULE_FIELDS) & set(update_fields):
             # A schedule saved alone moves `next_run_at` too (core/signals.py).
-            kwargs["update_fields"] = {*update_fields, "next_run_at"}
+            update_fields = {*update_fields, "next_run_at"}
+        if update_fields is not None:
+            kwargs["update_fields"] = update_fields
         super().save(*args, **kwargs)
-        self._remember_schedule()
-        # The database computed the status; read it again when it is asked.
-        self.__dict__.pop("status", None)
+        self._stored_schedule = {}
+        self._remember_schedule(SCHEDULE_FIELDS)
+        if not adding:
+            # The database computed the status anew; read it when asked.
+            self.__dict__.pop("status", None)
 
-    def refresh_from_db(self, *args, **kwargs):
-        super().refresh_from_db(*args, **kwargs)
-        self._remember_schedule()
+    def refresh_from_db(self, using=None, fields=None, from_queryset=None):
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        # What was just read is what the database holds; other fields keep
+        # what was known of them, so a change not yet saved stays a change.
+        self._remember_schedule(SCHEDULE_FIELDS if fields is None else fields)
 
     def schedule(self) -> tuple:
         return tuple(getattr(self, name) for name in SCHEDULE_FIELDS)
 
-    def _remember_schedule(self) -> None:
-        # Only a row whose whole schedule is loaded can tell what changed.
-        if all(name in self.__dict__ for name in SCHEDULE_FIELDS):
-            self._saved_schedule = self.schedule()
+    def _remember_schedule(self, names) -> None:
+        stored = self.__dict__.setdefault("_stored_schedule", {})
+        for name in names:
+            if name in SCHEDULE_FIELDS and name in self.__dict__:
+                stored[name] = self.__dict__[name]
 
     def schedule_changed(self) -> bool:
-        """Whether start, end or periodicity differ from what was loaded
-        (always, for a row not loaded from the database)."""
-        return getattr(self, "_saved_schedule", None) != self.schedule()
+        """Whether start, end or periodicity differ from what the database
+        holds (always, for a row about to be inserted or not loaded from it)."""
+        stored = self.__dict__.get("_stored_schedule")
+        if self._state.adding or stored is None:
+            return True
+        return any(
+            name in self.__dict__
+            and (name not in stored or stored[name] != self.__dict__[name])
+            for name in SCHEDULE_FIELDS
+        )
 
     def schedule_derive(self, *, now=None) -> None:
         """Set `next_run_at` from the schedule and the last run (not saved).

@@ -37,10 +37,12 @@ class Recorder:
         # Sessions beyond this many at once are greeted with 421 and closed.
         self.max_sessions = 0
         self.sessions = self.peak_sessions = self.refused_sessions = 0
-        # Share of messages whose connection is dropped before the answer to
-        # their data (the message is not kept), and the random source.
+        # Share of messages whose connection is dropped, half of them at RCPT
+        # (before any content) and half before the answer to their data (the
+        # message is not kept, but the client cannot know); and the random
+        # source.
         self.drop_rate = 0.0
-        self.dropped = 0
+        self.dropped_early = self.dropped_late = 0
         self.random = random.Random(2026)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
@@ -57,6 +59,8 @@ class Recorder:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self._drop(server, late=False):
+            return "451 4.3.0 never seen: the connection is gone"
         if address in self.reject:
             return self.reject[address]
         envelope.rcpt_tos.append(address)
@@ -67,9 +71,7 @@ class Recorder:
             await asyncio.sleep(self.delay)
         address = envelope.rcpt_tos[0]
         with self.lock:
-            if self.drop_rate and self.random.random() < self.drop_rate:
-                self.dropped += 1
-                server.transport.close()
+            if self._drop(server, late=True):
                 return "451 4.3.0 never seen: the connection is gone"
             self.peers.add(tuple(session.peer))
             if self.script.get(address):
@@ -81,6 +83,16 @@ class Recorder:
                 )
             )
         return f"250 2.0.0 Ok: queued as {len(self.messages)}"
+
+    def _drop(self, server, *, late: bool) -> bool:
+        if not self.drop_rate or self.random.random() >= self.drop_rate / 2:
+            return False
+        if late:
+            self.dropped_late += 1
+        else:
+            self.dropped_early += 1
+        server.transport.close()
+        return True
 
     def count_by_address(self) -> Counter:
         with self.lock:

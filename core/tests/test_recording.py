@@ -30,6 +30,12 @@ def held(run, count, **fields):
     ]
 
 
+def claim_again(attempt):
+    """As the next worker's claim leaves it."""
+    Attempt.objects.filter(pk=attempt.pk).update(status=Attempt.Status.SENDING)
+    attempt.status = Attempt.Status.SENDING
+
+
 def record(*pairs):
     """[(attempt, outcome, response)] as one batch."""
     return results_record(
@@ -47,6 +53,7 @@ def test_a_temporary_failure_waits_twice_as_long_each_time(run, settings):
         attempt.refresh_from_db()
         assert attempt.status == Attempt.Status.QUEUED
         waits.append(attempt.next_try_at - NOW)
+        claim_again(attempt)
     assert waits == [timedelta(seconds=s) for s in (60, 120, 240)]
     assert [backoff(n) for n in (1, 2, 3)] == waits
     record((attempt, Outcome.RETRY, "451 4.3.0 Try later"))
@@ -114,3 +121,19 @@ def test_one_function_writes_the_counters_and_refuses_what_is_not_one(run):
     )
     with pytest.raises(ValueError, match="not a run counter: opened"):
         run_counts_add(run_id=run.pk, opened=1)
+
+
+def test_answers_for_claims_recovery_settled_are_not_recorded(run):
+    """A holder thought dead recorded late: recovery's word stands, and the
+    run is counted once."""
+    attempts = held(run, 3, claim_token="late-holder")
+    Attempt.objects.filter(pk=attempts[0].pk).update(
+        status=Attempt.Status.UNKNOWN, claim_token=""
+    )
+    summary = record(*[(a, Outcome.SENT, "250 2.0.0 Ok") for a in attempts])
+    assert summary.sent == 2
+    statuses = dict(Attempt.objects.values_list("pk", "status"))
+    assert statuses[attempts[0].pk] == "unknown"
+    assert statuses[attempts[1].pk] == statuses[attempts[2].pk] == "sent"
+    run.refresh_from_db()
+    assert run.sent_count == 2

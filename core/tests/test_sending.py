@@ -1,6 +1,7 @@
 """Sending: connections that adapt to the relay, and relays that misbehave."""
 
 import time
+from collections import Counter
 
 import pytest
 
@@ -9,6 +10,7 @@ from core.services.dispatch import dispatch_tick
 from core.services.dispatch.sending import START_CONNECTIONS, Concurrency
 
 from .factories import due_mailing, people
+from .rawsmtp import RawSmtpServer
 
 pytestmark = pytest.mark.django_db
 
@@ -66,19 +68,26 @@ def test_a_pinned_count_gives_way_to_a_relay_that_refuses(owner, smtp_server, se
 def test_a_relay_that_drops_connections_at_random_loses_nothing(
     owner, smtp_server, settings, adaptive
 ):
-    settings.SMTP_MAX_RETRIES = 6
+    """Dropped before the content, a message goes again; dropped after it,
+    the server may have it, so it is reported unknown and never sent again."""
+    settings.SMTP_MAX_RETRIES = 8
     smtp_server.recorder.drop_rate = 0.2
     recipients = people(owner, 150)
     due_mailing(owner, recipients)
     summary = dispatch_tick()
-    assert summary.sent == 150 and summary.failed == 0
-    all_sent_once(smtp_server, recipients)
-    assert smtp_server.recorder.dropped > 10
-    # Each drop cost its message one more try, no more.
-    extra_tries = sum(
-        tries - 1 for tries in Attempt.objects.values_list("tries", flat=True)
+    recorder = smtp_server.recorder
+    assert recorder.dropped_early > 5 and recorder.dropped_late > 5
+    assert (summary.failed, summary.sent + summary.unknown) == (0, 150)
+    assert summary.unknown == recorder.dropped_late
+    delivered = recorder.count_by_address()
+    assert max(delivered.values()) == 1
+    assert len(delivered) == summary.sent
+    unknown = set(
+        Attempt.objects.filter(status="unknown").values_list("email", flat=True)
     )
-    assert extra_tries == smtp_server.recorder.dropped
+    assert not unknown & set(delivered)
+    assert not Attempt.objects.exclude(status__in=["sent", "unknown"]).exists()
+    assert MailingRun.objects.get().status == MailingRun.Status.FINISHED
 
 
 # --- the count itself ----------------------------------------------------------
@@ -121,3 +130,133 @@ def test_a_pinned_count_stays_unless_refused(monkeypatch):
     later = time.monotonic() + 3600
     monkeypatch.setattr(time, "monotonic", lambda: later)
     assert count.wanted() == 6  # long after the refusals
+
+
+# --- what must never hang, nor send twice --------------------------------------
+
+
+def point_at(settings, server):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+
+
+class LosesTheFirstAnswer(RawSmtpServer):
+    """Keeps the first message, then dies before saying so."""
+
+    def _reply(self, command):
+        if command == "." and not self.used["."]:
+            self.used["."] += 1
+            raise ConnectionAbortedError("crashed after queueing, before 250")
+        return super()._reply(command)
+
+    def _serve(self, connection):
+        try:
+            super()._serve(connection)
+        except ConnectionAbortedError:
+            pass  # the connection closes unanswered
+
+
+def test_an_answer_lost_after_the_message_is_unknown_never_resent(owner, settings):
+    server = LosesTheFirstAnswer().start()
+    try:
+        point_at(settings, server)
+        settings.EMAIL_TIMEOUT = 2
+        settings.SMTP_CONCURRENCY = 1
+        (person,) = people(owner, 1)
+        due_mailing(owner, [person])
+        summary = dispatch_tick(time_budget=5)
+    finally:
+        server.stop()
+    assert len(server.messages) == 1
+    assert (summary.unknown, summary.sent) == (1, 0)
+    attempt = Attempt.objects.get()
+    assert attempt.status == Attempt.Status.UNKNOWN
+    assert "after the message was sent" in attempt.server_response
+
+
+def test_a_server_that_never_greets_keeps_the_time_budget(owner, settings):
+    """Every connection waits for the greeting; none waits past the budget."""
+    import socket
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.listen(64)
+    try:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST = "127.0.0.1"
+        settings.EMAIL_PORT = silent.getsockname()[1]
+        settings.EMAIL_TIMEOUT = 3
+        settings.SMTP_CONCURRENCY = 8
+        due_mailing(owner, people(owner, 20))
+        started = time.monotonic()
+        summary = dispatch_tick(time_budget=1)
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert summary.sent == 0
+    assert took < 1 + 5 + 3, took  # the budget, its grace, one timeout
+    assert set(Attempt.objects.values_list("status", flat=True)) == {"queued"}
+
+
+def test_a_failure_inside_a_connection_stops_the_delivery_not_the_process(
+    owner, settings, monkeypatch
+):
+    """A rate limit whose cache went away: the delivery ends at once, the
+    attempts wait for the next tick, and nothing is left sending."""
+    from core.services.mail import ratelimit
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.SMTP_RATE_LIMIT = "1000/s"
+    calls = []
+
+    def cache_gone(self, **kwargs):
+        calls.append(1)
+        if len(calls) >= 3:
+            raise ConnectionError("the cache is down")
+        return True
+
+    monkeypatch.setattr(ratelimit.RateLimiter, "acquire", cache_gone)
+    due_mailing(owner, people(owner, 10))
+    started = time.monotonic()
+    summary = dispatch_tick(time_budget=30)
+    assert time.monotonic() - started < 10
+    assert summary.sent == 2
+    statuses = Counter(Attempt.objects.values_list("status", flat=True))
+    assert statuses == {"sent": 2, "queued": 8}
+    assert (
+        "the cache is down"
+        in Attempt.objects.filter(status="queued")[0].server_response
+    )
+
+
+def test_no_transport_for_the_configuration_is_reported_not_hung(
+    owner, settings, monkeypatch
+):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from core.services.dispatch import sending
+
+    def cannot(*args, **kwargs):
+        raise ImproperlyConfigured("the mail directory is not a directory")
+
+    monkeypatch.setattr(sending, "transport_open", cannot)
+    due_mailing(owner, people(owner, 5))
+    started = time.monotonic()
+    summary = dispatch_tick(time_budget=30)
+    assert time.monotonic() - started < 10
+    assert summary.sent == 0
+    attempt = Attempt.objects.first()
+    assert attempt.status == Attempt.Status.QUEUED
+    assert "not a directory" in attempt.server_response
+
+
+def test_a_rate_limit_window_beyond_the_budget_is_not_waited_for(owner, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.SMTP_RATE_LIMIT = "2/h"
+    due_mailing(owner, people(owner, 5))
+    started = time.monotonic()
+    summary = dispatch_tick(time_budget=1)
+    assert time.monotonic() - started < 8
+    assert summary.sent == 2
+    assert Attempt.objects.filter(status="queued").count() == 3

@@ -3,7 +3,7 @@
 An attempt is claimed in the database (status "sending", a claim token)
 under `SELECT … FOR UPDATE SKIP LOCKED`, so no two workers ever hold it.
 While it sends, the worker renews its claims' `claimed_at` (its
-heartbeat); a claim whose heartbeat has lapsed for
+heartbeat, on the database's clock); a claim whose heartbeat has lapsed for
 DISPATCH_LEASE_SECONDS belongs to a dead worker, on whatever machine. A
 worker stops sending from a claim it could not renew for two thirds of the
 lease, so recovery never meets a live worker.
@@ -15,7 +15,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import BooleanField, Case, Q, Value, When
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from core.models import Attempt, MailingRun
 from core.models.clients import subscribed_q
@@ -82,7 +82,7 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
         if not ids:
             return []
         Attempt.objects.filter(pk__in=ids).update(
-            status=Status.SENDING, claim_token=token, claimed_at=now
+            status=Status.SENDING, claim_token=token, claimed_at=Now()
         )
         attempts = list(
             Attempt.objects.filter(pk__in=ids)
@@ -108,13 +108,15 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
     return attempts
 
 
-def claims_renew(*, tokens, now=None) -> None:
-    """The heartbeat: the worker holding these claims is alive."""
-    Attempt.objects.filter(status=Status.SENDING, claim_token__in=tokens).update(
-        claimed_at=now or timezone.now()
+def claims_renew(*, token: str) -> int:
+    """The heartbeat: the worker holding this claim is alive. How many of its
+    attempts are still its own (fewer: recovery settled them)."""
+    return Attempt.objects.filter(status=Status.SENDING, claim_token=token).update(
+        claimed_at=Now()
     )
 
 
-def claims_lapsed(*, now):
-    """Claims whose worker stopped renewing them a lease ago."""
-    return Attempt.objects.filter(status=Status.SENDING, claimed_at__lt=now - lease())
+def claims_lapsed():
+    """Claims whose worker stopped renewing them a lease ago. Claims are
+    stamped and compared on the database's clock: machines' clocks differ."""
+    return Attempt.objects.filter(status=Status.SENDING, claimed_at__lt=Now() - lease())

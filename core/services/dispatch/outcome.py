@@ -17,7 +17,8 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"  # not sent: the recipient may no longer be mailed
     RELEASED = "released"  # never handed to the server: back to the queue
     PAUSED = "paused"  # its run paused after failures in a row: back to the queue
-    UNKNOWN = "unknown"  # in flight when its worker died: never sent again
+    UNKNOWN = "unknown"  # may have been taken (the worker died, or the answer
+    # was lost): never sent again
 
 
 # What may count as a failure in a row (DESIGN.md, Dispatch 4).
@@ -25,7 +26,13 @@ FAILURES = (Outcome.FAILED, Outcome.RETRY)
 
 
 def outcome_of(reply: Reply) -> Outcome:
-    """2xx sent; 4xx or no answer retry later; anything else failed for good."""
+    """2xx sent; 4xx or no answer retry later; anything else failed for good.
+
+    No answer after the whole message went out is "unknown": the server may
+    have taken it, and at most once means it is not sent again.
+    """
+    if reply.code is None and reply.content_sent:
+        return Outcome.UNKNOWN
     if reply.code is None or 400 <= reply.code < 500:
         return Outcome.RETRY
     if 200 <= reply.code < 300:

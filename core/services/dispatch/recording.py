@@ -5,6 +5,7 @@ and its failures in a row with one more (`run_counts_add`); a run with many
 failures in a row pauses instead of burning its list on a broken server.
 """
 
+import logging
 from collections import Counter, defaultdict
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from core.models import Attempt, MailingRun
 from .outcome import FAILURES, Outcome, Summary
 from .runs import run_counts_add, runs_finish
 
+logger = logging.getLogger(__name__)
 Status = Attempt.Status
 # How an outcome leaves the attempt.
 STATUS_OF = {
@@ -29,6 +31,8 @@ STATUS_OF = {
     Outcome.RELEASED: Status.QUEUED,
     Outcome.PAUSED: Status.QUEUED,
 }
+# Outcomes of messages handed to the server: the run has started.
+HANDED = (Outcome.SENT, Outcome.FAILED, Outcome.RETRY, Outcome.UNKNOWN)
 WRITTEN = (
     "status",
     "server_response",
@@ -45,37 +49,54 @@ def backoff(tries: int) -> timedelta:
 
 
 def results_record(results: list, *, now=None) -> Summary:
-    """Write a batch's outcomes and the runs' counters; a few queries in all."""
+    """Write a batch's outcomes and the runs' counters; a few queries in all.
+
+    Only attempts still held under the claim they were sent from are
+    written and counted: should recovery have settled a claim meanwhile (its
+    holder looked dead), what it recorded stands.
+    """
     now = now or timezone.now()
-    per_run = defaultdict(Counter)
-    # Failures in a row per run: after a success the trailing count replaces
-    # the run's counter, otherwise it adds to it.
-    trailing, reset = Counter(), set()
+    held = {}
     for result in results:
         attempt = result.attempt
-        run_id = attempt.run_id
+        held[attempt.pk] = attempt.claim_token
         attempt.claim_token, attempt.claimed_at = "", None
         if result.tried:
             attempt.tries += 1
             attempt.attempted_at = now
         outcome = result.outcome
         if outcome == Outcome.RETRY and attempt.tries >= settings.SMTP_MAX_RETRIES:
-            outcome = Outcome.FAILED
+            outcome = result.outcome = Outcome.FAILED
         if outcome == Outcome.UNKNOWN:
             attempt.attempted_at = now
         attempt.status = STATUS_OF[outcome]
         if outcome == Outcome.RETRY:
             attempt.next_try_at = now + backoff(attempt.tries)
-        per_run[run_id][outcome] += 1
-        if outcome == Outcome.SENT:
-            trailing[run_id] = 0
-            reset.add(run_id)
-        elif outcome in FAILURES:
-            trailing[run_id] += 1
         if result.response:
             attempt.server_response = result.response
     with transaction.atomic():
-        attempts_write([result.attempt for result in results], fields=WRITTEN)
+        written = attempts_write(
+            [result.attempt for result in results], fields=WRITTEN, held=held
+        )
+        if len(written) < len(results):
+            logger.warning(
+                "%d answers not recorded: their claims were settled meanwhile",
+                len(results) - len(written),
+            )
+        per_run = defaultdict(Counter)
+        # Failures in a row per run: after a success the trailing count
+        # replaces the run's counter, otherwise it adds to it.
+        trailing, reset = Counter(), set()
+        for result in results:
+            if result.attempt.pk not in written:
+                continue
+            run_id, outcome = result.attempt.run_id, result.outcome
+            per_run[run_id][outcome] += 1
+            if outcome == Outcome.SENT:
+                trailing[run_id] = 0
+                reset.add(run_id)
+            elif outcome in FAILURES:
+                trailing[run_id] += 1
         for run_id, counts in per_run.items():
             _count_run(
                 run_id=run_id,
@@ -84,7 +105,7 @@ def results_record(results: list, *, now=None) -> Summary:
                 reset=run_id in reset,
                 now=now,
             )
-    runs_finish(run_ids=list(per_run), now=now)
+        runs_finish(run_ids=list(per_run), now=now)
     total = Counter()
     for counts in per_run.values():
         total.update(counts)
@@ -100,12 +121,11 @@ def results_record(results: list, *, now=None) -> Summary:
 def _count_run(*, run_id: int, counts: Counter, failures: int, reset: bool, now):
     """Add a batch's counts to its run; pause it after too many failures."""
     streak = Value(failures) if reset else F("consecutive_failures") + failures
-    also = {
-        "consecutive_failures": streak,
-        "started_at": Case(
+    also = {"consecutive_failures": streak}
+    if any(counts[outcome] for outcome in HANDED):
+        also["started_at"] = Case(
             When(started_at__isnull=True, then=Value(now)), default=F("started_at")
-        ),
-    }
+        )
     if counts[Outcome.SENT] or counts[Outcome.FAILED] or counts[Outcome.RETRY]:
         also["status"] = Case(
             When(
@@ -134,41 +154,55 @@ def _count_run(*, run_id: int, counts: Counter, failures: int, reset: bool, now)
         )
 
 
-def attempts_write(attempts: list, *, fields, batch_size: int = 1000) -> None:
-    """Save `fields` of many attempts: one UPDATE per `batch_size` rows.
+def attempts_write(attempts: list, *, fields, held: dict, batch_size: int = 1000):
+    """Save `fields` of many attempts, each only while it is still "sending"
+    under the claim token `held` names for it; the ids written.
 
-    The same CASE per column that `QuerySet.bulk_update` writes, without its
-    cost in Python: it resolves a `When(pk=…)` per row and column, some
-    0.6 ms an attempt for these seven columns, as much as building and
-    sending the message. A column with one value for every row (the claim
-    token, usually the status) is set once.
+    One UPDATE per claim and `batch_size` rows: the same CASE per column
+    that `QuerySet.bulk_update` writes, without its cost in Python (it
+    resolves a `When(pk=…)` per row and column, some 0.6 ms an attempt for
+    these seven columns, as much as building and sending the message). A
+    column with one value for every row (the claim token, usually the
+    status) is set once.
     """
     meta = Attempt._meta
     quote = connection.ops.quote_name
     pk = quote(meta.pk.column)
-    for start in range(0, len(attempts), batch_size):
-        chunk = attempts[start : start + batch_size]
-        ids = [attempt.pk for attempt in chunk]
-        assignments, params = [], []
-        for name in fields:
-            field = meta.get_field(name)
-            column = quote(field.column)
-            values = [
-                field.get_db_prep_save(getattr(attempt, field.attname), connection)
-                for attempt in chunk
-            ]
-            if all(value == values[0] for value in values):
-                assignments.append(f"{column} = %s")
-                params.append(values[0])
-                continue
-            whens = " ".join(["WHEN %s THEN %s"] * len(chunk))
-            assignments.append(f"{column} = CASE {pk} {whens} ELSE {column} END")
-            for pair in zip(ids, values, strict=True):
-                params.extend(pair)
-        placeholders = ", ".join(["%s"] * len(ids))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
-                f"WHERE {pk} IN ({placeholders})",
-                [*params, *ids],
-            )
+    by_token = defaultdict(list)
+    for attempt in attempts:
+        by_token[held[attempt.pk]].append(attempt)
+    written = set()
+    for token, group in by_token.items():
+        for start in range(0, len(group), batch_size):
+            chunk = group[start : start + batch_size]
+            written |= _write_chunk(chunk, fields, token, meta, quote, pk)
+    return written
+
+
+def _write_chunk(chunk, fields, token, meta, quote, pk) -> set:
+    ids = [attempt.pk for attempt in chunk]
+    assignments, params = [], []
+    for name in fields:
+        field = meta.get_field(name)
+        column = quote(field.column)
+        values = [
+            field.get_db_prep_save(getattr(attempt, field.attname), connection)
+            for attempt in chunk
+        ]
+        if all(value == values[0] for value in values):
+            assignments.append(f"{column} = %s")
+            params.append(values[0])
+            continue
+        whens = " ".join(["WHEN %s THEN %s"] * len(chunk))
+        assignments.append(f"{column} = CASE {pk} {whens} ELSE {column} END")
+        for pair in zip(ids, values, strict=True):
+            params.extend(pair)
+    placeholders = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
+            f"WHERE {pk} IN ({placeholders}) AND {quote('claim_token')} = %s "
+            f"AND {quote('status')} = %s RETURNING {pk}",
+            [*params, *ids, token, Status.SENDING],
+        )
+        return {row[0] for row in cursor.fetchall()}

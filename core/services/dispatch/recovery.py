@@ -37,9 +37,7 @@ def attempts_recover(*, now=None) -> Summary:
     tokens = set(held.order_by().values_list("claim_token", flat=True).distinct())
     if not tokens:
         return Summary()
-    lapsed = set(
-        claims_lapsed(now=now).order_by().values_list("claim_token", flat=True)
-    )
+    lapsed = set(claims_lapsed().order_by().values_list("claim_token", flat=True))
     summary = Summary()
     for token in tokens:
         gone = journal_holder_gone(token)

@@ -148,6 +148,11 @@ class Batch:
     journal: Journal
     attempts: list
     results: list = field(default_factory=list)
+    # When the claims were last renewed (time.monotonic()): connections start
+    # no message after two thirds of a lease without one, and no wait of
+    # theirs lasts past five sixths; recovery takes claims after a lease.
+    renewed_at: float = field(default_factory=time.monotonic)
+    lost: bool = False  # the claims are no longer ours (recovery took them)
 
     @property
     def done(self) -> bool:
@@ -166,11 +171,13 @@ def compose(attempt) -> tuple[str, str, bytes]:
         unsubscribe_url=unsubscribe_url(client_id=client.pk) if client else "",
         reply_to=mailing.owner.email,
     )
-    return (
+    sender, recipient = (
         envelope_sender(outgoing.from_email),
         envelope_recipient(outgoing),
-        outgoing.as_bytes(),
     )
+    if any(char in sender + recipient for char in "\r\n"):
+        raise ValueError("an envelope address holds a line break")
+    return sender, recipient, outgoing.as_bytes()
 
 
 class Sender:
@@ -188,18 +195,19 @@ class Sender:
         self.limiter = RateLimiter(
             settings.SMTP_RATE_LIMIT, key=f"dispatch:rate:{relay_name()}"
         )
-        self.work = queue.SimpleQueue()
+        # Connections and, when stopping, the main thread take from `work`:
+        # queue.Queue, because SimpleQueue.get with a timeout can block for
+        # good when another consumer empties it first (CPython 3.11).
+        self.work = queue.Queue()
         self.answers = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.connecting = threading.Lock()
         self.threads = []  # connection threads alive
-        self.retiring = 0  # threads asked to stop after their message
         self.connected = 0  # sessions open now
         self.refusals = 0  # refused opens since one succeeded
         self.stopping = False
         self.unreachable = ""
         self.starved = False  # a connection found no work since the last measure
-        self.renewed_at = time.monotonic()
         self.streaks = {}  # run id → failures in a row, counting the run's own
 
     # --- the main thread ---------------------------------------------------
@@ -210,17 +218,14 @@ class Sender:
         exhausted = False
         renew_at = time.monotonic() + self.lease / 3
         measured_at, answered = time.monotonic(), 0
+        stuck_since = None
         try:
             while True:
                 now = time.monotonic()
                 if now >= self.stop_at:
                     self.stopping = True
-                self._scale()
                 wanted = not (self.stopping or self.unreachable or exhausted)
                 if wanted and len(batches) < AHEAD:
-                    if not batches:
-                        # Nothing held: the heartbeat starts with this claim.
-                        self.renewed_at = time.monotonic()
                     batch = self._claim()
                     if batch is None:
                         exhausted = True
@@ -229,7 +234,10 @@ class Sender:
                     continue
                 if not batches:
                     return summary
-                if not self.threads:
+                # Connections start once there is work for them, so whatever
+                # they meet (no server, no transport) is told to that work.
+                self._scale()
+                if self.stopping or self.unreachable:
                     self._release_waiting()
                 answered += self._collect(timeout=0.05)
                 for batch in [batch for batch in batches if batch.done]:
@@ -242,8 +250,7 @@ class Sender:
                         progress(recorded)
                 now = time.monotonic()
                 if now >= renew_at and batches:
-                    self.renewed_at = now
-                    claims_renew(tokens=[batch.token for batch in batches])
+                    self._renew(batches, now=now)
                     renew_at = now + self.lease / 3
                 elapsed = now - measured_at
                 enough = MEASURE_ANSWERS_PER_CONNECTION * len(self.threads)
@@ -253,11 +260,23 @@ class Sender:
                     ):
                         self.concurrency.observe(rate=answered / elapsed)
                     measured_at, answered, self.starved = now, 0, False
+                # Should answers stop coming with no connection left to give
+                # them, the batches go to recovery rather than wait forever.
+                if self.threads or not (self.stopping or self.unreachable):
+                    stuck_since = None
+                elif stuck_since is None:
+                    stuck_since = now
+                elif now - stuck_since > self.lease:
+                    logger.error(
+                        "Answers missing for claims %s; left to recovery",
+                        ", ".join(batch.token for batch in batches),
+                    )
+                    return summary
         finally:
             self._close()
             for batch in batches:
-                # Never recorded (the database failed?): the journal stays and
-                # its lock goes with this process; recovery settles them.
+                # Never recorded: the journal stays, and its lock goes when it
+                # is closed; the next tick settles these claims from it.
                 batch.journal.close(remove=False)
 
     def _claim(self) -> Batch | None:
@@ -277,6 +296,18 @@ class Sender:
             self.work.put((batch, attempt))
         return batch
 
+    def _renew(self, batches, *, now) -> None:
+        """The heartbeat; a batch whose claims were taken from us stops."""
+        for batch in batches:
+            renewed = claims_renew(token=batch.token)
+            if renewed < len(batch.attempts):
+                logger.error(
+                    "Claim %s was taken by recovery; its sends stop", batch.token
+                )
+                batch.lost = True
+            else:
+                batch.renewed_at = now
+
     def _collect(self, *, timeout: float) -> int:
         """Take the answers in; how many were handed to the server."""
         tried = 0
@@ -294,7 +325,7 @@ class Sender:
                 return tried
 
     def _release_waiting(self) -> None:
-        """No connection is left: what waits goes back to the queue."""
+        """Stopping, or no server: what waits goes back to the queue."""
         while True:
             try:
                 batch, attempt = self.work.get_nowait()
@@ -305,16 +336,13 @@ class Sender:
             )
 
     def _scale(self) -> None:
-        """Start or retire connection threads to meet the target."""
+        """Start connection threads up to the target (they retire themselves
+        when above it)."""
         if self.stopping or self.unreachable:
             return
         with self.lock:
-            alive = len(self.threads) - self.retiring
-            target = self.concurrency.wanted()
-            if alive > target:
-                self.retiring += alive - target
-                return
-        for _ in range(target - alive):
+            missing = self.concurrency.wanted() - len(self.threads)
+        for _ in range(missing):
             thread = threading.Thread(target=self._connection, daemon=True)
             with self.lock:
                 self.threads.append(thread)
@@ -328,13 +356,12 @@ class Sender:
     # --- connection threads --------------------------------------------------
 
     def _connection(self) -> None:
-        transport = transport_open()
         me = threading.current_thread()
         me.counted = False  # counted among the open sessions
+        transport = None
         try:
-            while True:
-                if self._retire(me):
-                    return
+            transport = transport_open()
+            while not self._retire(me):
                 try:
                     batch, attempt = self.work.get(timeout=0.05)
                 except queue.Empty:
@@ -342,7 +369,7 @@ class Sender:
                         return
                     self.starved = True
                     continue
-                result, stay = self._handle(transport, attempt, batch)
+                result, stay = self._attempt(transport, attempt, batch)
                 if me.counted and not transport.is_open:
                     self._uncount(me)  # the session ended (dropped, or 421)
                 if result is None:
@@ -352,20 +379,26 @@ class Sender:
                     self.answers.put((batch, result))
                 if not stay:
                     return
+        except Exception as error:  # no transport for this configuration
+            logger.exception("No connection to the relay")
+            self.unreachable = UNREACHABLE.format(error)
         finally:
             if me.counted:
                 self._uncount(me)
-            transport.close()
+            if transport is not None:
+                transport.close()
             with self.lock:
-                self.threads.remove(me)
+                if me in self.threads:
+                    self.threads.remove(me)
 
     def _retire(self, me) -> bool:
-        """Whether this thread is one of those asked to stop; threads without
-        a session go first, so no working session is dropped for them."""
+        """Whether this thread is above the target and should stop; threads
+        without a session go first, so no working session is dropped."""
         with self.lock:
+            excess = len(self.threads) - self.concurrency.wanted()
             waiting = len(self.threads) - self.connected
-            if self.retiring and (not me.counted or waiting <= 0):
-                self.retiring -= 1
+            if excess > 0 and (not me.counted or waiting <= 0):
+                self.threads.remove(me)  # no longer counted as one
                 return True
         return False
 
@@ -374,10 +407,30 @@ class Sender:
             self.connected -= 1
         me.counted = False
 
-    def _handle(self, transport, attempt, batch) -> tuple[Result | None, bool]:
+    def _attempt(self, transport, attempt, batch) -> tuple[Result | None, bool]:
+        """`_handle`, whose failures end as the attempt's result: "unknown"
+        once the message may have reached the server, else released."""
+        handed = []
+        try:
+            return self._handle(transport, attempt, batch, handed)
+        except Exception as error:  # a journal on a full disk, a rate limit
+            # whose cache is down: this delivery stops; the next tick tries
+            logger.exception("Attempt %s: sending failed", attempt.pk)
+            transport.close()
+            self.unreachable = f"sending stopped: {error}"
+            if handed:
+                return Result(attempt, Outcome.UNKNOWN, f"not known: {error}"), False
+            return Result(attempt, Outcome.RELEASED, self.unreachable), False
+
+    def _handle(self, transport, attempt, batch, handed) -> tuple[Result | None, bool]:
         """The attempt's result (None: give it to another connection), and
         whether this connection stays."""
-        if self.unreachable or self.stopping or self._renewal_late():
+        if (
+            self.unreachable
+            or self.stopping
+            or batch.lost
+            or time.monotonic() - batch.renewed_at > self.lease * 2 / 3
+        ):
             return Result(attempt, Outcome.RELEASED, self.unreachable), True
         if self._paused(attempt.run):
             return Result(attempt, Outcome.PAUSED), True
@@ -390,12 +443,16 @@ class Sender:
             return Result(
                 attempt, Outcome.FAILED, f"message error: {error}", True
             ), True
+        # No wait lasts until recovery may take the claim, nor past the budget.
+        deadline = min(batch.renewed_at + self.lease * 5 / 6, self.stop_at + 5)
         if not transport.is_open:
             # One session opens at a time, so a refusal knows how many others
             # the server took.
             with self.connecting:
+                if self.stopping or self.unreachable:
+                    return Result(attempt, Outcome.RELEASED, self.unreachable), True
                 try:
-                    transport.open()
+                    transport.open(deadline=deadline)
                 except ConnectionFailed as error:
                     return self._refused(attempt, error)
                 me = threading.current_thread()
@@ -403,9 +460,11 @@ class Sender:
                     self.connected += 1
                     self.refusals = 0
                 me.counted = True
-        self.limiter.acquire()
+        if not self.limiter.acquire(deadline=min(deadline, self.stop_at)):
+            return Result(attempt, Outcome.RELEASED), True  # the window is past
         batch.journal.in_flight(attempt.pk)
-        reply = transport.send(sender, recipient, data)
+        handed.append(True)
+        reply = transport.send(sender, recipient, data, deadline=deadline)
         outcome = outcome_of(reply)
         batch.journal.answered(attempt.pk, outcome, reply.text)
         stay = True
@@ -430,11 +489,6 @@ class Sender:
             return None, False
         self.unreachable = UNREACHABLE.format(error)
         return Result(attempt, Outcome.RELEASED, self.unreachable), False
-
-    def _renewal_late(self) -> bool:
-        # Recovery may take claims whose heartbeat lapsed for a lease; stop
-        # well before that.
-        return time.monotonic() - self.renewed_at > self.lease * 2 / 3
 
     def _paused(self, run) -> bool:
         limit = settings.SMTP_MAX_CONSECUTIVE_ERRORS

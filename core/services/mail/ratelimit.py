@@ -7,9 +7,14 @@ and processes wherever the cache is shared and counts atomically (Redis,
 which the service uses when it runs on several machines).
 """
 
+import threading
 import time
 
 from django.core.cache import cache
+
+# Threads of one process take turns: the file cache, the default, counts
+# by reading and writing back, which two threads at once would undercount.
+_taking = threading.Lock()
 
 UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -32,19 +37,24 @@ class RateLimiter:
         self.limit, self.window = rate_parse(spec)
         self.key = key
 
-    def acquire(self) -> None:
-        """Take one message's token, waiting for the next window if need be."""
+    def acquire(self, *, deadline: float | None = None) -> bool:
+        """Take one message's token, waiting for the next window if need be;
+        False when that window opens after `deadline` (time.monotonic())."""
         if not self.limit:
-            return
+            return True
         while True:
             now = time.time()
             window = int(now // self.window)
             key = f"{self.key}:{window}"
-            cache.add(key, 0, timeout=self.window * 2)
-            try:
-                used = cache.incr(key)
-            except ValueError:  # expired between add and incr
-                continue
+            with _taking:
+                cache.add(key, 0, timeout=self.window * 2)
+                try:
+                    used = cache.incr(key)
+                except ValueError:  # expired between add and incr
+                    continue
             if used <= self.limit:
-                return
-            time.sleep(max((window + 1) * self.window - now, 0.001))
+                return True
+            wait = max((window + 1) * self.window - now, 0.001)
+            if deadline is not None and time.monotonic() + wait > deadline:
+                return False
+            time.sleep(wait)

@@ -15,6 +15,7 @@ import email
 import re
 import smtplib
 import ssl
+import time
 from dataclasses import dataclass
 from email import policy
 
@@ -33,10 +34,13 @@ PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\Z")
 @dataclass(frozen=True, slots=True)
 class Reply:
     """What the server answered; `code` is None when it answered nothing (the
-    connection was lost or could not be opened)."""
+    connection was lost, or could not be opened). `content_sent`: the whole
+    message had gone out when the answer was lost, so the server may have
+    taken it."""
 
     code: int | None
     text: str
+    content_sent: bool = False
 
     @classmethod
     def of(cls, code, message) -> "Reply":
@@ -83,9 +87,11 @@ class SmtpTransport:
     def __init__(self):
         self.backend = None
 
-    def _smtp(self):
+    def _smtp(self, deadline: float | None = None):
         if self.backend is None or self.backend.connection is None:
-            self.backend = get_connection(fail_silently=False)
+            self.backend = get_connection(
+                fail_silently=False, timeout=_timeout(deadline)
+            )
             try:
                 self.backend.open()
             except smtplib.SMTPResponseException as error:
@@ -101,45 +107,80 @@ class SmtpTransport:
                 ) from error
         return self.backend.connection
 
-    def open(self) -> None:
-        """Connect if not connected; ConnectionFailed if the server is down."""
-        self._smtp()
+    def open(self, *, deadline: float | None = None) -> None:
+        """Connect if not connected; ConnectionFailed if the server is down.
+
+        `deadline` (time.monotonic()) bounds the wait, as it bounds every
+        wait of `send`.
+        """
+        self._smtp(deadline)
 
     @property
     def is_open(self) -> bool:
         return self.backend is not None and self.backend.connection is not None
 
-    def send(self, sender: str, recipient: str, data: bytes) -> Reply:
-        """Hand one message to the server; its reply to the message."""
-        _check_addresses(sender, recipient)
-        try:
-            smtp = self._smtp()
-        except ConnectionFailed as error:
-            return Reply(None, f"connection lost: {error}")
-        try:
-            smtp.ehlo_or_helo_if_needed()
-            options = _mail_options(smtp, data)
-            if smtp.does_esmtp and smtp.has_extn("pipelining"):
-                return self._send_pipelined(smtp, sender, recipient, data, options)
-            code, reply = smtp.mail(sender, options)
-            if code != 250:
-                self._reset(smtp)
-                return Reply.of(code, reply)
-            code, reply = smtp.rcpt(recipient)
-            if code not in (250, 251):
-                self._reset(smtp)
-                return Reply.of(code, reply)
-            code, reply = smtp.data(data)
-            return self._answered(Reply.of(code, reply))
-        except smtplib.SMTPResponseException as error:
-            # Includes SMTPDataError; checked before OSError, its base class.
-            self._reset(smtp)
-            return self._answered(Reply.of(error.smtp_code, error.smtp_error))
-        except (TimeoutError, OSError) as error:  # dropped connection, timeout
-            self.close()
-            return Reply(None, f"connection lost: {error or error.__class__.__name__}")
+    def send(self, sender: str, recipient: str, data: bytes, *, deadline=None) -> Reply:
+        """Hand one message to the server; its reply to the message.
 
-    def _send_pipelined(self, smtp, sender, recipient, data, options) -> Reply:
+        No wait lasts past `deadline`. A session found closed before any of
+        the message went out (a server drops idle ones) is opened again once.
+        """
+        _check_addresses(sender, recipient)
+        for fresh in (False, True):
+            reused = self.is_open
+            try:
+                smtp = self._smtp(deadline)
+            except ConnectionFailed as error:
+                return Reply(None, f"connection lost: {error}")
+            sent = _Progress()
+            try:
+                return self._exchange(smtp, sender, recipient, data, deadline, sent)
+            except smtplib.SMTPResponseException as error:
+                # Includes SMTPDataError; checked before OSError, its base.
+                self._reset(smtp)
+                return self._answered(Reply.of(error.smtp_code, error.smtp_error))
+            except (TimeoutError, OSError) as error:  # dropped connection, timeout
+                self.close()
+                reason = str(error) or error.__class__.__name__
+                if sent.content:
+                    return Reply(
+                        None,
+                        f"connection lost after the message was sent: {reason}",
+                        content_sent=True,
+                    )
+                if reused and not fresh:
+                    continue
+                return Reply(None, f"connection lost: {reason}")
+        raise AssertionError("unreachable")  # the loop always returns
+
+    def _exchange(self, smtp, sender, recipient, data, deadline, sent) -> Reply:
+        _bound(smtp, deadline)
+        smtp.ehlo_or_helo_if_needed()
+        options = _mail_options(smtp, data)
+        if smtp.does_esmtp and smtp.has_extn("pipelining"):
+            return self._send_pipelined(
+                smtp, sender, recipient, data, options, deadline, sent
+            )
+        code, reply = smtp.mail(sender, options)
+        if code != 250:
+            self._reset(smtp)
+            return Reply.of(code, reply)
+        _bound(smtp, deadline)
+        code, reply = smtp.rcpt(recipient)
+        if code not in (250, 251):
+            self._reset(smtp)
+            return Reply.of(code, reply)
+        _bound(smtp, deadline)
+        smtp.putcmd("data")
+        code, reply = smtp.getreply()
+        if code != 354:
+            self._reset(smtp)
+            return self._answered(Reply.of(code, reply))
+        return self._content(smtp, data, deadline, sent)
+
+    def _send_pipelined(
+        self, smtp, sender, recipient, data, options, deadline, sent
+    ) -> Reply:
         """MAIL, RCPT and DATA in one write (RFC 2920), then the content.
 
         Two writes and two waits for the server a message instead of four:
@@ -153,7 +194,10 @@ class SmtpTransport:
                 "data\r\n"
             ).encode("utf-8" if "SMTPUTF8" in options else "ascii")
         )
-        replies = [smtp.getreply() for _ in range(3)]
+        replies = []
+        for _ in range(3):
+            _bound(smtp, deadline)
+            replies.append(smtp.getreply())
         refused = next(
             (
                 reply
@@ -163,11 +207,7 @@ class SmtpTransport:
             None,
         )
         if refused is None:
-            content = dot_stuff(data)
-            if not content.endswith(b"\r\n"):
-                content += b"\r\n"
-            smtp.send(content + b".\r\n")
-            return self._answered(Reply.of(*smtp.getreply()))
+            return self._content(smtp, data, deadline, sent)
         if replies[2][0] == 354:
             # DATA taken after the envelope was refused: end an empty message,
             # which the server refuses for want of a recipient.
@@ -175,6 +215,17 @@ class SmtpTransport:
             smtp.getreply()
         self._reset(smtp)
         return self._answered(Reply.of(*refused))
+
+    def _content(self, smtp, data, deadline, sent) -> Reply:
+        """The message after a 354, and the server's answer to it."""
+        content = dot_stuff(data)
+        if not content.endswith(b"\r\n"):
+            content += b"\r\n"
+        _bound(smtp, deadline)
+        smtp.send(content + b".\r\n")
+        sent.content = True
+        _bound(smtp, deadline)
+        return self._answered(Reply.of(*smtp.getreply()))
 
     def _answered(self, reply: Reply) -> Reply:
         # 421: the server is closing this session (RFC 5321 3.8).
@@ -197,6 +248,29 @@ class SmtpTransport:
             except Exception:  # closing a dead socket can fail in many ways
                 pass
             self.backend = None
+
+
+class _Progress:
+    """How far one message got: once its end is written, a lost answer may
+    hide a message the server took."""
+
+    __slots__ = ("content",)
+
+    def __init__(self):
+        self.content = False
+
+
+def _timeout(deadline: float | None) -> float:
+    """EMAIL_TIMEOUT, or less when the deadline is nearer."""
+    if deadline is None:
+        return settings.EMAIL_TIMEOUT
+    return max(0.05, min(settings.EMAIL_TIMEOUT, deadline - time.monotonic()))
+
+
+def _bound(smtp, deadline: float | None) -> None:
+    """The next wait on this session ends by the deadline."""
+    if deadline is not None and smtp.sock is not None:
+        smtp.sock.settimeout(_timeout(deadline))
 
 
 def quoteaddr(address: str) -> str:
@@ -248,12 +322,12 @@ class BackendTransport:
     def __init__(self):
         self.backend = get_connection(fail_silently=False)
 
-    def open(self) -> None:
+    def open(self, *, deadline: float | None = None) -> None:
         pass
 
     is_open = True
 
-    def send(self, sender: str, recipient: str, data: bytes) -> Reply:
+    def send(self, sender: str, recipient: str, data: bytes, *, deadline=None) -> Reply:
         _check_addresses(sender, recipient)
         try:
             _Finished(sender, recipient, data, self.backend).send()
