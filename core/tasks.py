@@ -27,7 +27,10 @@ def tick():
 
 def send_now(mailing_id: int):
     """Queued by the admin's "send now" action."""
-    summary = dispatch.dispatch_tick(mailing_id=mailing_id, deliver_here=False)
+    try:
+        summary = dispatch.dispatch_tick(mailing_id=mailing_id, deliver_here=False)
+    except dispatch.NotSendable as refusal:
+        return f"not sent: {refusal}"
     return _open_and_deliver(summary)
 
 

@@ -11,8 +11,19 @@ from .scheduling import next_run_for
 
 # The fields a mailing's schedule is made of; `next_run_at` follows them.
 SCHEDULE_FIELDS = ("start_at", "end_at", "periodicity")
-# The statuses of a mailing that still sends (Mailing.Status values).
-ACTIVE_STATUSES = ("created", "running")
+
+
+class MailingStatus(models.TextChoices):
+    """Where a mailing stands, as the database computes it (Mailing.status)."""
+
+    CREATED = "created", _("created")
+    RUNNING = "running", _("running")
+    COMPLETED = "completed", _("completed")
+    DISABLED = "disabled", _("disabled by a manager")
+
+
+# The statuses of a mailing that still sends.
+ACTIVE_STATUSES = (MailingStatus.CREATED, MailingStatus.RUNNING)
 
 
 class Message(OwnedModel):
@@ -83,11 +94,7 @@ class Mailing(OwnedModel):
         WEEKLY = "weekly", _("weekly")
         MONTHLY = "monthly", _("monthly")
 
-    class Status(models.TextChoices):
-        CREATED = "created", _("created")
-        RUNNING = "running", _("running")
-        COMPLETED = "completed", _("completed")
-        DISABLED = "disabled", _("disabled by a manager")
+    Status = MailingStatus
 
     title = models.CharField(_("title"), max_length=255)
     message = models.ForeignKey(

@@ -420,3 +420,17 @@ def test_retry_failed_recipients_from_the_report(
     run.refresh_from_db()
     assert (run.sent_count, run.failed_count, run.status) == (3, 0, "finished")
     assert smtp_server.recorder.count_by_address()[recipients[0].email] == 1
+
+
+def test_send_now_of_a_mailing_switched_off_meanwhile_queues_no_run(
+    owner, smtp_server, inline_tasks
+):
+    """The action checks the switch; a manager may turn it off before the
+    worker gets to it, and then nothing waits, queued, for it."""
+    from core import tasks
+
+    mailing = MailingFactory(owner=owner, clients=people(owner, 2))
+    Mailing.objects.filter(pk=mailing.pk).update(is_enabled=False)
+    assert tasks.send_now(mailing.pk).startswith("not sent:")
+    assert not MailingRun.objects.exists()
+    assert smtp_server.messages == []

@@ -129,3 +129,17 @@ def test_command_refuses_an_unknown_mailing():
 
     with pytest.raises(CommandError, match="no mailing with id 999"):
         call_command("send_scheduled_emails", "--mailing", "999")
+
+
+@pytest.mark.parametrize("switch", ["mailing", "owner"])
+def test_command_refuses_to_send_what_nothing_may_be_sent_of(owner, switch):
+    mailing = MailingFactory(owner=owner, clients=people(owner, 2))
+    if switch == "mailing":
+        mailing.is_enabled = False
+        mailing.save()
+    else:
+        owner.is_active = False
+        owner.save()
+    with pytest.raises(CommandError, match=f"Mailing {mailing.pk} is not sent"):
+        call_command("send_scheduled_emails", "--mailing", str(mailing.pk))
+    assert not MailingRun.objects.exists()

@@ -71,3 +71,37 @@ def test_live_claims_are_left_alone(owner, smtp_server):
     summary = dispatch_tick()
     assert (summary.unknown, summary.sent) == (0, 0)
     assert set(Attempt.objects.values_list("status", flat=True)) == {"sending"}
+
+
+def test_claims_of_an_earlier_boot_are_written_off_not_read(
+    owner, smtp_server, settings
+):
+    """After the machine itself crashed, its journals may miss the lines not
+    yet on disk: what they say is not trusted, and nothing is sent twice."""
+    from core.services.dispatch import journal
+
+    mailing = due_mailing(owner, people(owner, 3))
+    run_open_now(mailing=mailing)
+    token = "0" * len(journal.HOST_TAG) + "feedfacecafebeef"  # another boot's
+    held = attempts_claim(token=token, limit=10, now=timezone.now())
+    journal.journal_path(token).write_text("claim\n")  # says nothing was sent
+    lapsed = timezone.now() - timedelta(seconds=settings.DISPATCH_LEASE_SECONDS + 1)
+    Attempt.objects.filter(pk__in=[a.pk for a in held]).update(claimed_at=lapsed)
+    summary = dispatch_tick()
+    assert summary.unknown == 3
+    assert smtp_server.messages == []
+    assert set(Attempt.objects.values_list("status", flat=True)) == {"unknown"}
+
+
+def test_a_journal_left_behind_is_swept_even_when_nothing_is_held(owner, settings):
+    import os
+    import time
+
+    from core.services.dispatch import journal
+
+    stale = journal.journal_path(f"{journal.HOST_TAG}0123456789abcdef")
+    stale.write_text("claim\n")
+    old = time.time() - 3 * settings.DISPATCH_LEASE_SECONDS
+    os.utime(stale, (old, old))
+    dispatch_tick()
+    assert not stale.exists()

@@ -545,3 +545,58 @@ def test_the_dry_run_names_the_occurrence_and_the_missed_ones_the_tick_then_send
     assert MailingRun.objects.get(mailing=mailing, status="finished").scheduled_for == (
         plan.occurrence
     )
+
+
+# --- the paths a schedule change can take ------------------------------------------
+
+
+def daily_mailing(owner):
+    start = timezone.now().replace(microsecond=0) + 2 * DAY
+    return Mailing.objects.get(
+        pk=mailing_create(owner, start_at=start, periodicity="daily").pk
+    )
+
+
+def test_a_partly_loaded_mailing_saves_its_new_next_sending(owner):
+    mailing = daily_mailing(owner)
+    moved = mailing.start_at + 3 * DAY
+    partial = Mailing.objects.only("title", "start_at").get(pk=mailing.pk)
+    partial.start_at = moved
+    partial.save()
+    mailing.refresh_from_db()
+    assert mailing.next_run_at == moved
+
+
+@pytest.mark.parametrize("how", ["refresh other fields", "load a deferred field"])
+def test_a_change_not_yet_saved_survives_reading_other_fields(owner, how):
+    mailing = daily_mailing(owner)
+    if how == "load a deferred field":
+        mailing = Mailing.objects.defer("title").get(pk=mailing.pk)
+    moved = mailing.start_at + 3 * DAY
+    mailing.start_at = moved
+    if how == "refresh other fields":
+        mailing.refresh_from_db(fields=["title"])
+    else:
+        assert mailing.title  # read from the database now
+    mailing.save()
+    mailing.refresh_from_db()
+    assert mailing.next_run_at == moved
+
+
+def test_a_copy_of_a_finished_mailing_is_scheduled_anew(owner):
+    mailing = daily_mailing(owner)
+    Mailing.objects.filter(pk=mailing.pk).update(next_run_at=None)
+    mailing.refresh_from_db()
+    mailing.pk = None
+    mailing._state.adding = True
+    mailing.save()
+    assert mailing.next_run_at == mailing.start_at
+
+
+def test_a_queryset_update_of_the_schedule_moves_the_next_sending(owner):
+    mailing = daily_mailing(owner)
+    moved = mailing.start_at + 3 * DAY
+    assert Mailing.objects.filter(pk=mailing.pk).update(start_at=moved) == 1
+    mailing.refresh_from_db()
+    assert mailing.next_run_at == moved
+    assert mailing.status == Mailing.Status.CREATED

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from core.models import Mailing
-from core.services.dispatch import dispatch_plan, dispatch_tick
+from core.services.dispatch import NotSendable, dispatch_plan, dispatch_tick
 
 
 class Command(BaseCommand):
@@ -33,11 +33,14 @@ class Command(BaseCommand):
         if dry_run:
             return self._dry_run(mailing)
         self.done = 0
-        summary = dispatch_tick(
-            mailing_id=mailing,
-            time_budget=time_budget if time_budget is not None else 10**9,
-            progress=self._progress,
-        )
+        try:
+            summary = dispatch_tick(
+                mailing_id=mailing,
+                time_budget=time_budget if time_budget is not None else 10**9,
+                progress=self._progress,
+            )
+        except NotSendable as refusal:
+            raise CommandError(f"Mailing {mailing} is not sent: {refusal}") from None
         if self.done:
             self.stderr.write("")
         self.stdout.write(

@@ -18,11 +18,12 @@ from core.models import Mailing
 
 from .outcome import Outcome, Summary
 from .recovery import attempts_recover
-from .runs import Plan, run_open_now, run_retry_failed, runs_open_due
+from .runs import NotSendable, Plan, run_open_now, run_retry_failed, runs_open_due
 from .runs import runs_plan as dispatch_plan
 from .workers import deliver, deliver_foreground, deliveries_wanted
 
 __all__ = [
+    "NotSendable",
     "Outcome",
     "Plan",
     "Summary",

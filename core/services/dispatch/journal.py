@@ -23,9 +23,20 @@ from django.conf import settings
 
 from .outcome import Outcome
 
-# Claim tokens start with the machine's tag, so recovery knows whose journal
-# it can read. Stable across processes (unlike hash()).
-HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:  # not Linux: the machine's tag alone
+        return ""
+
+
+# Claim tokens start with this machine's tag, so recovery knows whose
+# journals it can read: the host name and, where the system says, this boot.
+# After a crash of the machine, lines not yet on disk may be lost; claims of
+# an earlier boot are then not read from their journal but written off as
+# unknown, never resent. Stable across processes (unlike hash()).
+HOST_TAG = hashlib.sha1(f"{socket.gethostname()} {_boot_id()}".encode()).hexdigest()[:8]
 IN_FLIGHT = "in_flight"
 
 
@@ -79,7 +90,7 @@ def journal_holder_gone(token: str) -> bool | None:
         return None
     try:
         fd = os.open(journal_path(token), os.O_RDONLY)
-    except FileNotFoundError:
+    except OSError:  # none, or not ours to read (another user's worker)
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -94,7 +105,7 @@ def journal_read(token: str) -> dict | None:
     """attempt id → (IN_FLIGHT, "") or (Outcome, response); None if absent."""
     try:
         lines = journal_path(token).read_text(errors="replace").splitlines()
-    except FileNotFoundError:
+    except OSError:
         return None
     states = {}
     for line in lines:
@@ -110,7 +121,10 @@ def journal_read(token: str) -> dict | None:
 
 
 def journal_remove(token: str) -> None:
-    journal_path(token).unlink(missing_ok=True)
+    try:
+        journal_path(token).unlink(missing_ok=True)
+    except OSError:  # another user's file: the sweep of its owner removes it
+        pass
 
 
 def journals_sweep(*, older_than: float, held) -> None:
@@ -119,10 +133,12 @@ def journals_sweep(*, older_than: float, held) -> None:
     `held(token)` says whether a claim is still open in the database.
     """
     cutoff = time.time() - older_than
-    for path in journal_dir().glob(f"{HOST_TAG}*.log"):
+    for path in journal_dir().glob("*.log"):
         try:
-            if path.stat().st_mtime < cutoff and not held(path.stem):
-                if journal_holder_gone(path.stem):
-                    path.unlink(missing_ok=True)
-        except FileNotFoundError:
+            if path.stat().st_mtime >= cutoff or held(path.stem):
+                continue
+            # An earlier boot's journal has no holder; this boot's may.
+            if not is_local(path.stem) or journal_holder_gone(path.stem):
+                path.unlink(missing_ok=True)
+        except OSError:
             continue

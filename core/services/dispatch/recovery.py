@@ -34,6 +34,10 @@ def attempts_recover(*, now=None) -> Summary:
     """Settle the attempts whose worker died while holding them."""
     now = now or timezone.now()
     held = Attempt.objects.filter(status=Status.SENDING)
+    journals_sweep(
+        older_than=2 * settings.DISPATCH_LEASE_SECONDS,
+        held=lambda token: held.filter(claim_token=token).exists(),
+    )
     tokens = set(held.order_by().values_list("claim_token", flat=True).distinct())
     if not tokens:
         return Summary()
@@ -46,10 +50,6 @@ def attempts_recover(*, now=None) -> Summary:
         states = journal_read(token) if gone else None
         summary.add(_settle(token, states, now=now))
         journal_remove(token)
-    journals_sweep(
-        older_than=2 * settings.DISPATCH_LEASE_SECONDS,
-        held=lambda token: held.filter(claim_token=token).exists(),
-    )
     return summary
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.models import Attempt, Client, Mailing, MailingRun
 from core.models.clients import subscribed_q
@@ -108,14 +109,28 @@ def _open_scheduled_run(mailing, *, now) -> Summary:
     return summary
 
 
+class NotSendable(Exception):
+    """A mailing a manager switched off, or whose owner is blocked."""
+
+
 def run_open_now(*, mailing, now=None) -> MailingRun:
     """An extra run of a mailing, now, whatever its schedule ("send now").
 
-    A one-off mailing that has not gone out yet is done by it.
+    A one-off mailing that has not gone out yet is done by it. Refused
+    (NotSendable) for a mailing that nothing of may be sent: its run would
+    wait, queued, for as long as the switch stays off.
     """
     now = now or timezone.now()
     with transaction.atomic():
-        mailing = Mailing.objects.select_for_update().get(pk=mailing.pk)
+        mailing = (
+            Mailing.objects.select_for_update(of=("self",))
+            .select_related("owner")
+            .get(pk=mailing.pk)
+        )
+        if not mailing.is_enabled:
+            raise NotSendable(_("The mailing is switched off by a manager."))
+        if not mailing.owner.is_active:
+            raise NotSendable(_("The mailing's owner is blocked."))
         run = MailingRun.objects.create(
             mailing=mailing, owner_id=mailing.owner_id, scheduled_for=now
         )
