@@ -122,9 +122,9 @@ class SubscriptionFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            return queryset.filter(unsubscribed_at__isnull=True)
+            return queryset.subscribed()
         if self.value() == "no":
-            return queryset.filter(unsubscribed_at__isnull=False)
+            return queryset.unsubscribed()
         return queryset
 
 

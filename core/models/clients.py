@@ -9,6 +9,9 @@ class ClientQuerySet(OwnedQuerySet):
     def subscribed(self):
         return self.filter(unsubscribed_at__isnull=True)
 
+    def unsubscribed(self):
+        return self.filter(unsubscribed_at__isnull=False)
+
 
 class Client(OwnedModel):
     """A recipient of mailings, in one owner's list."""
