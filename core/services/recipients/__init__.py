@@ -6,6 +6,7 @@ The admin, `import_clients` and the benchmark use only these names.
     rows.py       CSV to a dataset numbered as the spreadsheet
     columns.py    the columns' header names and widgets
     resource.py   ClientResource: the owner, merges, bulk writes; the format
+    results.py    the library's Result numbered as the spreadsheet; a summary
     writing.py    the owner's lock, the set-based UPDATE
     importing.py  clients_import, the size limit
     export.py     streamed CSV export
@@ -18,7 +19,8 @@ from .importing import (
     clients_import_max_bytes,
 )
 from .issues import ClientImportError, ImportIssue
-from .resource import ClientResource, ImportSummary, RecipientCSV
+from .resource import ClientResource, RecipientCSV
+from .results import ImportSummary
 
 __all__ = [
     "ClientImportError",

@@ -11,7 +11,8 @@ from django.utils.translation import gettext as _
 from core.models import User
 
 from .issues import ClientImportError, file_error
-from .resource import ClientResource, ImportSummary, RecipientCSV
+from .resource import ClientResource, RecipientCSV
+from .results import ImportSummary
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""The recipients' django-import-export resource, its file format and results.
+"""The recipients' django-import-export resource, and its file format.
 
 Import runs the library's own pipeline: `RecipientCSV` reads the file into a
 dataset, `ClientResource.import_data` takes each row through its widgets,
@@ -17,18 +17,15 @@ adds:
 """
 
 from collections import Counter
-from dataclasses import dataclass, field
 from operator import attrgetter
 
-from django.db import IntegrityError
-from django.db.transaction import TransactionManagementError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from import_export import resources
 from import_export.fields import Field
 from import_export.formats import base_formats
 from import_export.instance_loaders import BaseInstanceLoader
-from import_export.results import Result, RowResult
+from import_export.results import RowResult
 
 from core.models import Client, User
 
@@ -40,7 +37,8 @@ from .columns import (
     TextWidget,
     UnsubscribedWidget,
 )
-from .issues import MAX_LISTED_ISSUES, ClientImportError, ImportIssue, file_error
+from .issues import file_error
+from .results import ClientImportResult, ClientRowResult
 from .rows import sheet_read
 from .writing import clients_update_rows, owner_lock
 
@@ -50,100 +48,6 @@ WRITE_BATCH = 5000
 EXPORT_BATCH = 2000
 PREVIEW_ROWS = 20
 STORED_FIELDS = ("id", "owner_id", "email", "full_name", "comment", "unsubscribed_at")
-
-
-@dataclass
-class ImportSummary:
-    """What an import did, or would do with `dry_run`."""
-
-    rows: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    merged: int = 0
-    # Rows with no address at all, as contact exports have (phone-only
-    # contacts): skipped, and shown before the import is confirmed.
-    skipped: int = 0
-    skipped_rows: list[int] = field(default_factory=list)
-    dry_run: bool = False
-    # (row, import type, email, full_name, comment) for the first addresses.
-    preview: list[tuple[int, str, str, str, str]] = field(default_factory=list)
-
-    @property
-    def skipped_listing(self) -> str:
-        more = ", …" if self.skipped > len(self.skipped_rows) else ""
-        return ", ".join(str(row) for row in self.skipped_rows) + more
-
-
-class ClientRowResult(RowResult):
-    def __init__(self):
-        super().__init__()
-        # The spreadsheet row; the library counts dataset rows instead.
-        self.number = None
-
-
-class ClientImportResult(Result):
-    """The library's result, numbered as the spreadsheet, with our counts."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.merged = 0
-        self.skipped_rows: list[int] = []
-        self.preview: list[tuple] = []
-
-    def append_invalid_row(self, number, row, validation_error):
-        super().append_invalid_row(row[ROW_COLUMN], row, validation_error)
-
-    def append_error_row(self, number, row, errors):
-        super().append_error_row(row[ROW_COLUMN], row, errors)
-
-    def issues(self) -> list[ImportIssue]:
-        """Why nothing was imported, in the file's order; [] if it was.
-
-        Raises what is no fault of the file (a bug, a full disk): the
-        transaction was rolled back, and the error is not the user's to fix.
-        """
-        issues, raced = [], False
-        for error in self.base_errors:
-            if isinstance(error.error, ClientImportError):
-                issues += error.error.issues
-            elif isinstance(error.error, IntegrityError):
-                raced = True
-            elif not (raced and isinstance(error.error, TransactionManagementError)):
-                raise error.error
-        if raced:
-            # Someone added one of the file's addresses meanwhile (the form,
-            # a subscription): the lock only keeps other imports out.
-            issues.append(
-                ImportIssue(
-                    None,
-                    _(
-                        "The recipient list changed while the file was being "
-                        "imported, so nothing was imported. Please try again."
-                    ),
-                )
-            )
-        for row in self.error_rows:
-            raise row.errors[0].error
-        for row in self.invalid_rows:
-            for messages in row.error_dict.values():
-                issues += [ImportIssue(row.number, message) for message in messages]
-        return issues
-
-    def summary(self, *, dry_run: bool) -> ImportSummary:
-        skip = self.totals[RowResult.IMPORT_TYPE_SKIP]
-        skipped = len(self.skipped_rows)
-        return ImportSummary(
-            rows=self.total_rows,
-            created=self.totals[RowResult.IMPORT_TYPE_NEW],
-            updated=self.totals[RowResult.IMPORT_TYPE_UPDATE],
-            unchanged=skip - self.merged - skipped,
-            merged=self.merged,
-            skipped=skipped,
-            skipped_rows=self.skipped_rows[:MAX_LISTED_ISSUES],
-            dry_run=dry_run,
-            preview=self.preview,
-        )
 
 
 class OwnListLoader(BaseInstanceLoader):
