@@ -227,7 +227,9 @@ class RecipientCSVMixin(ImportExportMixin):
             # A confirmation that failed: say why and offer the upload again.
             errors += [e for field in confirm_form.errors.values() for e in field]
             context["confirm_form"] = None
-        if (result := context.get("result")) is not None:
+        # The page shows the summary and the problems; the library's result,
+        # every row of the file, is not kept for it.
+        if (result := context.pop("result", None)) is not None:
             if issues := result.issues():
                 errors += ClientImportError(issues).listing()
             else:
