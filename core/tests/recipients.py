@@ -1,4 +1,4 @@
-"""Helpers for the recipient import and export tests: files, pages, rows."""
+"""What the recipient import and export tests share: files, pages, rows."""
 
 import codecs
 import csv
