@@ -128,7 +128,7 @@ def connect():
 
 def phase_import(path):
     from core.models import User
-    from core.services.imports import clients_import
+    from core.services.recipients import clients_import
 
     owner = User.objects.get(email=OWNER)
     data = path.read_bytes()
@@ -160,16 +160,19 @@ def phase_admin():
     upload = SimpleUploadedFile("clients.csv", FIRST_FILE.read_bytes(), "text/csv")
     with timed() as check:
         page = browser.post(
-            reverse("admin:core_client_import"), {"import_file": upload}
+            reverse("admin:core_client_import"), {"import_file": upload, "format": "0"}
         )
     # The confirm form's hidden fields, as a browser sends them back.
     confirm_form = dict(
         re.findall(
-            r'name="(import_file_name|original_file_name)" value="([^"]*)"',
+            r'name="(import_file_name|original_file_name|format|resource)" '
+            r'value="([^"]*)"',
             page.content.decode(),
         )
     )
-    assert len(confirm_form) == 2, "the file did not pass the check"
+    assert {"import_file_name", "format"} <= confirm_form.keys(), (
+        "the file did not pass the check"
+    )
     with timed() as confirm:
         done = browser.post(reverse("admin:core_client_process_import"), confirm_form)
     assert done.status_code == 302, f"confirm failed: {done.status_code}"

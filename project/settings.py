@@ -358,10 +358,10 @@ JAZZMIN_SETTINGS = {
 # Bootswatch themes that @import Google Fonts are avoided: every asset is local.
 JAZZMIN_UI_TWEAKS = {"theme": "cerulean"}
 
-# Recipient CSV import/export (core.services.imports, the recipients admin).
+# Recipient CSV import/export (core.services.recipients, the recipients admin).
 # Uploads above this size are refused before they are read.
 IMPORT_EXPORT_CLIENTS_MAX_UPLOAD_SIZE = 20 * 1024 * 1024
 # For any export through django-import-export's own pipeline. That pipeline
 # only strips a leading "=" (4.4), so the recipients' streaming export quotes
-# cells starting with = + - @ tab or CR itself (services.imports).
+# cells starting with = + - @ tab or CR itself (services.recipients.export).
 IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True

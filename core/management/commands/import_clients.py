@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
 from core.models import User
-from core.services.imports import (
+from core.services.recipients import (
     ClientImportError,
     clients_import,
     clients_import_check_size,
@@ -15,11 +15,11 @@ from core.services.imports import (
 
 class Command(BaseCommand):
     help = (
-        "Import recipients from FILE (CSV: UTF-8 or Windows-1251, separated by "
-        "commas, semicolons or tabs) into the list of the user with e-mail "
-        "EMAIL, exactly as the admin's Import does: existing addresses are "
-        "updated, duplicate rows merged, and if any row is invalid nothing is "
-        "imported."
+        "Import recipients from FILE (CSV: UTF-8, UTF-16 or Windows-1251, "
+        "separated by commas, semicolons or tabs) into the list of the user "
+        "with e-mail EMAIL, exactly as the admin's Import does: existing "
+        "addresses are updated, duplicate rows merged, and if any row is "
+        "invalid nothing is imported."
     )
 
     def add_arguments(self, parser):

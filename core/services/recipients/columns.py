@@ -1,0 +1,195 @@
+"""The recipient columns: the header names they go by, and their cells.
+
+`Column` is a django-import-export field that also knows the other names a
+spreadsheet gives its column; the widgets turn a cell into a value (or say
+why it is not one) and back. `ClientResource` declares the columns.
+"""
+
+import re
+from datetime import datetime, time
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext as _
+from import_export import fields, widgets
+
+from .issues import file_error
+
+# The spreadsheet row each dataset row came from (the header is row 1).
+ROW_COLUMN = "row"
+# OWASP's list: a spreadsheet runs a cell starting with any of these.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+TRUE_WORDS = {"1", "yes", "y", "true", "x", "да", "д", "+"}
+FALSE_WORDS = {"0", "no", "n", "false", "нет", "н", "-"}
+LOCAL_DATE_FORMATS = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y")
+EXPORT_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def header_key(name: str) -> str:
+    """`E-mail 1 - Value`, `e_mail 1 value` and `EMAIL1VALUE` are one key."""
+    return re.sub(r"[\s_\-.:]+", "", name.replace("\ufeff", "").lower())
+
+
+def cell_text(value) -> str:
+    """A cell as text, without the apostrophe our export puts before formulas.
+
+    Undoing the escape lets a file exported and imported again keep its
+    values.
+    """
+    value = (value or "").strip()
+    if value[:1] == "'" and value[1:2] in FORMULA_PREFIXES:
+        return value[1:]
+    return value
+
+
+class Column(fields.Field):
+    """A field read from whichever of its names the file's header uses.
+
+    `parts` are the names of the pieces a whole value is put together from
+    when the file has no column of its own for it (first, middle and last
+    name: Outlook and the current Google Contacts have no whole-name column).
+    """
+
+    def __init__(self, *, aliases=(), parts=(), **kwargs):
+        super().__init__(**kwargs)
+        names = (kwargs["column_name"], *aliases)
+        self.aliases = {header_key(alias) for alias in names}
+        self.parts = [{header_key(alias) for alias in names} for names in parts]
+
+
+class KeyColumn(Column):
+    """The column rows are matched by: it names a new row, never renames one.
+
+    A stored address keeps its spelling when the file writes it in other
+    letter case.
+    """
+
+    def save(self, instance, row, is_m2m=False, **kwargs):
+        if not getattr(instance, self.attribute):
+            super().save(instance, row, is_m2m, **kwargs)
+
+
+def header_columns(
+    header: list[str], *, header_row: int, columns: dict[str, Column], required: str
+) -> dict[str, list[int]]:
+    """Where each column's cells are: one index, or the indexes of its parts.
+
+    The first header matching a column wins; unknown columns, and so `id`
+    and `owner`, are left out.
+    """
+    found: dict[str, list[int]] = {}
+    parts: dict[str, dict[int, int]] = {}
+    for index, name in enumerate(header):
+        key = header_key(name)
+        for column_name, column in columns.items():
+            if key in column.aliases and column_name not in found:
+                found[column_name] = [index]
+            for part, names in enumerate(column.parts):
+                if key in names:
+                    parts.setdefault(column_name, {}).setdefault(part, index)
+    if required not in found:
+        named = [name.strip() for name in header if name.strip()]
+        message = _(
+            "No e-mail column found. The headers in the file are: %(headers)s. "
+            "Name the column with the addresses “email”."
+        ) % {"headers": ", ".join(f"“{name[:60]}”" for name in named[:30])}
+        if any("@" in name for name in named):
+            message += " " + _(
+                "The first row looks like a recipient, not column names: "
+                "add a header row such as “email,full_name,comment”."
+            )
+        raise file_error(message, header_row)
+    for column_name, indexes in parts.items():
+        if column_name not in found:
+            found[column_name] = [indexes[part] for part in sorted(indexes)]
+    return found
+
+
+# --- widgets: a cell to a value and back ----------------------------------
+
+
+class EmailWidget(widgets.CharWidget):
+    """An address, normalised: lower case, the first of Google's " ::: " list."""
+
+    def __init__(self, *, max_length: int):
+        super().__init__(allow_blank=False)
+        self.max_length = max_length
+
+    @staticmethod
+    def key(value) -> str:
+        """The address as rows are matched by, checked or not."""
+        # Google Contacts puts several addresses in one cell: the first wins.
+        return cell_text(value).lower().split(" ::: ", 1)[0].strip()
+
+    def clean(self, value, row=None, **kwargs):
+        address = self.key(value)
+        if not address:
+            return None
+        try:
+            if len(address) > self.max_length:
+                raise ValidationError("too long")
+            validate_email(address)
+        except ValidationError:
+            raise ValueError(
+                _("“%(value)s” is not a valid e-mail address.")
+                % {"value": address[:100]}
+            ) from None
+        return address
+
+
+class TextWidget(widgets.CharWidget):
+    """Text; an empty cell is no value, so the stored text stays."""
+
+    def __init__(self, *, max_length: int | None = None, too_long: str = ""):
+        super().__init__(allow_blank=False)
+        self.max_length = max_length
+        self.too_long = too_long
+
+    def clean(self, value, row=None, **kwargs):
+        text = cell_text(value)
+        if not text:
+            return None
+        if self.max_length is not None and len(text) > self.max_length:
+            raise ValueError(str(self.too_long) % {"max": self.max_length})
+        return text
+
+
+class UnsubscribedWidget(widgets.DateTimeWidget):
+    """A date or time, or yes/no in English or Russian; "no" is no value."""
+
+    def __init__(self):
+        super().__init__(format=EXPORT_DATE_FORMAT)
+
+    def clean(self, value, row=None, **kwargs):
+        raw = cell_text(value)
+        word = raw.lower()
+        if not raw or word in FALSE_WORDS:
+            return None
+        if word in TRUE_WORDS:
+            return timezone.now()
+        try:
+            moment = parse_datetime(raw)
+            if moment is None and (day := parse_date(raw)):
+                moment = datetime.combine(day, time())
+        except ValueError:
+            moment = None
+        for date_format in LOCAL_DATE_FORMATS:
+            if moment is not None:
+                break
+            try:
+                moment = datetime.strptime(raw, date_format)
+            except ValueError:
+                pass
+        if moment is None:
+            raise ValueError(
+                _(
+                    "“%(value)s” in the unsubscribed column is neither "
+                    "a date nor yes/no."
+                )
+                % {"value": raw[:50]}
+            )
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        return moment

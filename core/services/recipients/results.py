@@ -1,0 +1,109 @@
+"""An import's outcome: the library's Result, numbered as the spreadsheet.
+
+`ClientImportResult.issues()` says why nothing was imported, row by row;
+`summary()` is what the admin, the command and the benchmark report.
+"""
+
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError
+from django.db.transaction import TransactionManagementError
+from django.utils.translation import gettext as _
+from import_export.results import Result, RowResult
+
+from .columns import ROW_COLUMN
+from .issues import MAX_LISTED_ISSUES, ClientImportError, ImportIssue
+
+
+@dataclass
+class ImportSummary:
+    """What an import did, or would do with `dry_run`."""
+
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    merged: int = 0
+    # Rows with no address at all, as contact exports have (phone-only
+    # contacts): skipped, and shown before the import is confirmed.
+    skipped: int = 0
+    skipped_rows: list[int] = field(default_factory=list)
+    dry_run: bool = False
+    # (row, import type, email, full_name, comment) for the first addresses.
+    preview: list[tuple[int, str, str, str, str]] = field(default_factory=list)
+
+    @property
+    def skipped_listing(self) -> str:
+        more = ", …" if self.skipped > len(self.skipped_rows) else ""
+        return ", ".join(str(row) for row in self.skipped_rows) + more
+
+
+class ClientRowResult(RowResult):
+    def __init__(self):
+        super().__init__()
+        # The spreadsheet row; the library counts dataset rows instead.
+        self.number = None
+
+
+class ClientImportResult(Result):
+    """The library's result, numbered as the spreadsheet, with our counts."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.merged = 0
+        self.skipped_rows: list[int] = []
+        self.preview: list[tuple] = []
+
+    def append_invalid_row(self, number, row, validation_error):
+        super().append_invalid_row(row[ROW_COLUMN], row, validation_error)
+
+    def append_error_row(self, number, row, errors):
+        super().append_error_row(row[ROW_COLUMN], row, errors)
+
+    def issues(self) -> list[ImportIssue]:
+        """Why nothing was imported, in the file's order; [] if it was.
+
+        Raises what is no fault of the file (a bug, a full disk): the
+        transaction was rolled back, and the error is not the user's to fix.
+        """
+        issues, raced = [], False
+        for error in self.base_errors:
+            if isinstance(error.error, ClientImportError):
+                issues += error.error.issues
+            elif isinstance(error.error, IntegrityError):
+                raced = True
+            elif not (raced and isinstance(error.error, TransactionManagementError)):
+                raise error.error
+        if raced:
+            # Someone added one of the file's addresses meanwhile (the form,
+            # a subscription): the lock only keeps other imports out.
+            issues.append(
+                ImportIssue(
+                    None,
+                    _(
+                        "The recipient list changed while the file was being "
+                        "imported, so nothing was imported. Please try again."
+                    ),
+                )
+            )
+        for row in self.error_rows:
+            raise row.errors[0].error
+        for row in self.invalid_rows:
+            for messages in row.error_dict.values():
+                issues += [ImportIssue(row.number, message) for message in messages]
+        return issues
+
+    def summary(self, *, dry_run: bool) -> ImportSummary:
+        skip = self.totals[RowResult.IMPORT_TYPE_SKIP]
+        skipped = len(self.skipped_rows)
+        return ImportSummary(
+            rows=self.total_rows,
+            created=self.totals[RowResult.IMPORT_TYPE_NEW],
+            updated=self.totals[RowResult.IMPORT_TYPE_UPDATE],
+            unchanged=skip - self.merged - skipped,
+            merged=self.merged,
+            skipped=skipped,
+            skipped_rows=self.skipped_rows[:MAX_LISTED_ISSUES],
+            dry_run=dry_run,
+            preview=self.preview,
+        )
