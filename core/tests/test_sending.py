@@ -93,10 +93,22 @@ def test_a_relay_that_drops_connections_at_random_loses_nothing(
 # --- the count itself ----------------------------------------------------------
 
 
-def test_the_count_doubles_while_throughput_grows_and_keeps_the_best():
+def test_the_count_grows_while_throughput_grows_and_keeps_the_best():
     count = Concurrency(relay="test:1", ceiling=32, pinned=None)
     assert count.wanted() == START_CONNECTIONS
-    rates = {2: 100, 4: 200, 8: 390, 16: 400}  # the server saturates at 8
+    seen = []
+    while not count.settled:
+        seen.append(count.wanted())
+        # A server that gives 50 msg/s a connection, up to eight of them.
+        count.observe(rate=min(count.wanted(), 8) * 50.0)
+    # Throughput in step with the connections: four times as many next.
+    assert seen == [2, 8, 32]
+    assert count.wanted() == 8
+
+
+def test_the_count_doubles_when_throughput_grows_less_than_in_step():
+    count = Concurrency(relay="test:5", ceiling=32, pinned=None)
+    rates = {2: 100.0, 8: 150.0, 16: 160.0}
     while not count.settled:
         count.observe(rate=rates[count.wanted()])
     assert count.wanted() == 8
@@ -112,7 +124,7 @@ def test_the_count_never_passes_the_ceiling():
 def test_the_next_delivery_starts_where_the_relay_settled():
     first = Concurrency(relay="test:3", ceiling=32, pinned=None)
     first.observe(rate=100.0)
-    assert first.wanted() == 4
+    assert first.wanted() == 8
     first.refused(working=3)
     assert first.wanted() == 3
     assert Concurrency(relay="test:3", ceiling=32, pinned=None).wanted() == 3

@@ -46,8 +46,10 @@ logger = logging.getLogger(__name__)
 # for a claim or a recording.
 AHEAD = 2
 START_CONNECTIONS = 2
-# A step up must bring this much more throughput to be kept.
+# A step up must bring this much more throughput to be kept; a doubling
+# that nearly doubled it is followed by a quadrupling.
 GROWTH = 1.15
+LINEAR = 1.8
 # A measurement covers at least this long and this many answers per
 # connection, so a slow server's few answers still say something.
 MEASURE_SECONDS = 0.2
@@ -105,9 +107,12 @@ class Concurrency:
             self.target = min(limit, self.target + max(1, self.target // 4))
             return
         if rate >= self.best_rate * GROWTH:
+            # Throughput that grew with the connections (a slow server, not
+            # a busy processor) earns a bigger step.
+            step = 4 if rate >= self.best_rate * LINEAR else 2
             self.best_rate, self.best_level = rate, self.target
             if self.target < limit:
-                self.target = min(limit, self.target * 2)
+                self.target = min(limit, self.target * step)
                 return
         self._settle(self.best_level, now)
 
