@@ -62,15 +62,12 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
     (they may have unsubscribed since the run was queued).
     """
     with transaction.atomic():
-        runs = list(
-            claimable_runs(now=now, run_ids=run_ids).values_list("pk", flat=True)
-        )
-        if not runs:
-            return []
-        # Choose and lock the batch on core_attempt alone, then load what
-        # sending needs. Chosen through the joins of select_related, the
-        # planner sorted every queued row together with its message bodies:
-        # 140 MB on disk and half a second a claim with 100,000 queued.
+        # Choose and lock the batch on core_attempt alone (the runs a
+        # subquery), then load what sending needs. Chosen through the joins
+        # of select_related, the planner sorted every queued row together
+        # with its message bodies: 140 MB on disk and half a second a claim
+        # with 100,000 queued.
+        runs = claimable_runs(now=now, run_ids=run_ids).values("pk")
         ids = list(
             Attempt.objects.filter(
                 status=Status.QUEUED, next_try_at__lte=now, run_id__in=runs
