@@ -154,8 +154,8 @@ class Batch:
     attempts: list
     results: list = field(default_factory=list)
     # When the claims were last renewed (time.monotonic()): connections start
-    # no message after two thirds of a lease without one, and no wait of
-    # theirs lasts past five sixths; recovery takes claims after a lease.
+    # no message after two thirds of a lease without one; recovery takes
+    # claims after a whole lease.
     renewed_at: float = field(default_factory=time.monotonic)
     lost: bool = False  # the claims are no longer ours (recovery took them)
 
@@ -448,7 +448,12 @@ class Sender:
             return Result(
                 attempt, Outcome.FAILED, f"message error: {error}", True
             ), True
-        # No wait lasts until recovery may take the claim, nor past the budget.
+        # Opening a session and waiting for the rate limit stop before
+        # recovery may take the claim, and near the budget. A message under
+        # way may outlast them by a server's slow answer: should recovery
+        # elsewhere take the claim meanwhile, it writes that message off as
+        # unknown (no journal to read), and its late answer is not recorded
+        # over that; nothing goes out twice.
         deadline = min(batch.renewed_at + self.lease * 5 / 6, self.stop_at + 5)
         if not transport.is_open:
             # One session opens at a time, so a refusal knows how many others

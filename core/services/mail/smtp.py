@@ -94,6 +94,9 @@ class SmtpTransport:
             )
             try:
                 self.backend.open()
+                # The deadline bounded opening; the session's waits are
+                # EMAIL_TIMEOUT each.
+                self.backend.connection.sock.settimeout(settings.EMAIL_TIMEOUT)
             except smtplib.SMTPResponseException as error:
                 self.backend = None
                 raise ConnectionFailed(
@@ -110,8 +113,7 @@ class SmtpTransport:
     def open(self, *, deadline: float | None = None) -> None:
         """Connect if not connected; ConnectionFailed if the server is down.
 
-        `deadline` (time.monotonic()) bounds the wait, as it bounds every
-        wait of `send`.
+        `deadline` (time.monotonic()) bounds the wait for the session.
         """
         self._smtp(deadline)
 
@@ -122,8 +124,10 @@ class SmtpTransport:
     def send(self, sender: str, recipient: str, data: bytes, *, deadline=None) -> Reply:
         """Hand one message to the server; its reply to the message.
 
-        No wait lasts past `deadline`. A session found closed before any of
-        the message went out (a server drops idle ones) is opened again once.
+        A session found closed before any of the message went out (a server
+        drops idle ones) is opened again once, within `deadline`. Each wait
+        for the server lasts EMAIL_TIMEOUT at most, however near the deadline:
+        a server that checks a message may take seconds to accept it.
         """
         _check_addresses(sender, recipient)
         for fresh in (False, True):
@@ -134,7 +138,7 @@ class SmtpTransport:
                 return Reply(None, f"connection lost: {error}")
             sent = _Progress()
             try:
-                return self._exchange(smtp, sender, recipient, data, deadline, sent)
+                return self._exchange(smtp, sender, recipient, data, sent)
             except smtplib.SMTPResponseException as error:
                 # Includes SMTPDataError; checked before OSError, its base.
                 self._reset(smtp)
@@ -153,34 +157,27 @@ class SmtpTransport:
                 return Reply(None, f"connection lost: {reason}")
         raise AssertionError("unreachable")  # the loop always returns
 
-    def _exchange(self, smtp, sender, recipient, data, deadline, sent) -> Reply:
-        _bound(smtp, deadline)
+    def _exchange(self, smtp, sender, recipient, data, sent) -> Reply:
         smtp.ehlo_or_helo_if_needed()
         options = _mail_options(smtp, data)
         if smtp.does_esmtp and smtp.has_extn("pipelining"):
-            return self._send_pipelined(
-                smtp, sender, recipient, data, options, deadline, sent
-            )
+            return self._send_pipelined(smtp, sender, recipient, data, options, sent)
         code, reply = smtp.mail(sender, options)
         if code != 250:
             self._reset(smtp)
             return Reply.of(code, reply)
-        _bound(smtp, deadline)
         code, reply = smtp.rcpt(recipient)
         if code not in (250, 251):
             self._reset(smtp)
             return Reply.of(code, reply)
-        _bound(smtp, deadline)
         smtp.putcmd("data")
         code, reply = smtp.getreply()
         if code != 354:
             self._reset(smtp)
             return self._answered(Reply.of(code, reply))
-        return self._content(smtp, data, deadline, sent)
+        return self._content(smtp, data, sent)
 
-    def _send_pipelined(
-        self, smtp, sender, recipient, data, options, deadline, sent
-    ) -> Reply:
+    def _send_pipelined(self, smtp, sender, recipient, data, options, sent) -> Reply:
         """MAIL, RCPT and DATA in one write (RFC 2920), then the content.
 
         Two writes and two waits for the server a message instead of four:
@@ -196,7 +193,6 @@ class SmtpTransport:
         )
         replies = []
         for _ in range(3):
-            _bound(smtp, deadline)
             replies.append(smtp.getreply())
         refused = next(
             (
@@ -207,7 +203,7 @@ class SmtpTransport:
             None,
         )
         if refused is None:
-            return self._content(smtp, data, deadline, sent)
+            return self._content(smtp, data, sent)
         if replies[2][0] == 354:
             # DATA taken after the envelope was refused: end an empty message,
             # which the server refuses for want of a recipient.
@@ -216,15 +212,13 @@ class SmtpTransport:
         self._reset(smtp)
         return self._answered(Reply.of(*refused))
 
-    def _content(self, smtp, data, deadline, sent) -> Reply:
+    def _content(self, smtp, data, sent) -> Reply:
         """The message after a 354, and the server's answer to it."""
         content = dot_stuff(data)
         if not content.endswith(b"\r\n"):
             content += b"\r\n"
-        _bound(smtp, deadline)
         smtp.send(content + b".\r\n")
         sent.content = True
-        _bound(smtp, deadline)
         return self._answered(Reply.of(*smtp.getreply()))
 
     def _answered(self, reply: Reply) -> Reply:
@@ -265,12 +259,6 @@ def _timeout(deadline: float | None) -> float:
     if deadline is None:
         return settings.EMAIL_TIMEOUT
     return max(0.05, min(settings.EMAIL_TIMEOUT, deadline - time.monotonic()))
-
-
-def _bound(smtp, deadline: float | None) -> None:
-    """The next wait on this session ends by the deadline."""
-    if deadline is not None and smtp.sock is not None:
-        smtp.sock.settimeout(_timeout(deadline))
 
 
 def quoteaddr(address: str) -> str:
