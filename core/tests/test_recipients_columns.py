@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from core.services.recipients import clients_import
-from core.services.recipients.columns import EmailWidget, UnsubscribedWidget
+from core.services.recipients.columns import Column, EmailWidget, UnsubscribedWidget
 
 from .recipients import (
     _english,  # noqa: F401 (autouse: English messages)
@@ -143,3 +143,13 @@ def test_an_address_cell_is_normalised_before_it_is_checked():
     assert widget.clean("   ") is None
     with pytest.raises(ValueError, match="is not a valid e-mail address"):
         widget.clean("a" * 250 + "@example.com")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"readonly": True}, {"attribute": "owner__email"}, {"default": "x"}],
+)
+def test_a_column_is_a_plain_writable_attribute(options):
+    # Column.save sets the attribute directly: it would ignore these.
+    with pytest.raises(ValueError, match="plain writable attribute"):
+        Column(**{"attribute": "comment", "column_name": "comment", **options})

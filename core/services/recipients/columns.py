@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext as _
 from import_export import fields, widgets
+from import_export.fields import NOT_PROVIDED
 
 from .issues import file_error
 
@@ -54,9 +55,20 @@ class Column(fields.Field):
 
     def __init__(self, *, aliases=(), parts=(), **kwargs):
         super().__init__(**kwargs)
+        if self.readonly or "__" in self.attribute or self.default != NOT_PROVIDED:
+            raise ValueError("A column is a plain writable attribute, no default.")
         names = (kwargs["column_name"], *aliases)
         self.aliases = {header_key(alias) for alias in names}
         self.parts = [{header_key(alias) for alias in names} for names in parts]
+
+    def save(self, instance, row, is_m2m=False, **kwargs):
+        # Field.save for a plain attribute and no default, which is what
+        # every column is: the stock one splits the attribute path and
+        # checks for a default on every cell, a fifth of an import's time
+        # in its rows (cProfile, 100,000 rows).
+        value = self.widget.clean(row[self.column_name], row=row, **kwargs)
+        if value is not None or self.saves_null_values:
+            setattr(instance, self.attribute, value)
 
 
 class KeyColumn(Column):
