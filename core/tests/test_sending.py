@@ -132,6 +132,23 @@ def test_the_next_delivery_starts_where_the_relay_settled():
     assert Concurrency(relay="test:3", ceiling=2, pinned=None).wanted() == 2
 
 
+def test_a_delivery_that_ends_mid_search_leaves_its_best_measured_count():
+    short = Concurrency(relay="test:6", ceiling=32, pinned=None)
+    short.observe(rate=100.0)  # at 2
+    short.observe(rate=400.0)  # at 8: still growing, now trying 32
+    assert short.wanted() == 32 and not short.settled
+    short.finish()
+    # 32 was never measured: the next delivery starts at 8.
+    assert Concurrency(relay="test:6", ceiling=32, pinned=None).wanted() == 8
+
+
+def test_a_delivery_that_measured_nothing_leaves_nothing():
+    Concurrency(relay="test:7", ceiling=32, pinned=None).finish()
+    assert Concurrency(relay="test:7", ceiling=32, pinned=None).wanted() == (
+        START_CONNECTIONS
+    )
+
+
 def test_a_pinned_count_stays_unless_refused(monkeypatch):
     count = Concurrency(relay="test:4", ceiling=32, pinned=6)
     count.observe(rate=10.0)

@@ -116,6 +116,15 @@ class Concurrency:
                 return
         self._settle(self.best_level, now)
 
+    def finish(self) -> None:
+        """The delivery ends: keep what it measured, settled or not.
+
+        A mailing shorter than the search still tells the next one where
+        to start: the best count it measured (never one it did not).
+        """
+        if self.adapts and not self.settled and self.best_rate:
+            cache.set(self.key, self.best_level, LEARNED_SECONDS)
+
     def refused(self, *, working: int) -> None:
         """The server refused one more connection while `working` were open."""
         now = time.monotonic()
@@ -357,6 +366,7 @@ class Sender:
         self.stopping = True
         for thread in list(self.threads):
             thread.join()
+        self.concurrency.finish()
 
     # --- connection threads --------------------------------------------------
 
