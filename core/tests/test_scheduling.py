@@ -77,6 +77,17 @@ def tick_at(moment):
         return dispatch_tick()
 
 
+def mailing_for(owner, start, periodicity, *, recipients=1, **fields):
+    """A mailing of `owner` to `recipients` new recipients of theirs."""
+    return MailingFactory(
+        owner=owner,
+        clients=[ClientFactory(owner=owner) for _ in range(recipients)],
+        start_at=start,
+        periodicity=periodicity,
+        **fields,
+    )
+
+
 def runs_of(mailing):
     return list(
         MailingRun.objects.filter(mailing=mailing)
@@ -157,12 +168,7 @@ def test_a_0230_mailing_goes_out_at_0330_summer_time_the_night_dst_skips_0230(
     # 02:30 does not exist on 2027-03-28 in Berlin: the clocks go from 02:00
     # to 03:00. The occurrence takes the offset from before the change.
     start = datetime(2027, 3, 27, 2, 30, tzinfo=berlin)
-    mailing = MailingFactory(
-        owner=owner,
-        clients=[ClientFactory(owner=owner)],
-        start_at=start,
-        periodicity=Mailing.Periodicity.DAILY,
-    )
+    mailing = mailing_for(owner, start, Mailing.Periodicity.DAILY)
     assert tick_at(start + MINUTE).sent == 1
     skipped_night = datetime(2027, 3, 28, 3, 30, tzinfo=berlin)  # 01:30 UTC
     assert tick_at(skipped_night - MINUTE).sent == 0
@@ -187,12 +193,7 @@ def test_a_0230_mailing_goes_out_once_the_night_0230_comes_twice(
     # On 2027-10-31 Berlin sees 02:30 twice: in summer time, then in winter
     # time. The mailing goes out at the first.
     start = datetime(2027, 10, 30, 2, 30, tzinfo=berlin)
-    mailing = MailingFactory(
-        owner=owner,
-        clients=[ClientFactory(owner=owner)],
-        start_at=start,
-        periodicity=Mailing.Periodicity.DAILY,
-    )
+    mailing = mailing_for(owner, start, Mailing.Periodicity.DAILY)
     assert tick_at(start + MINUTE).sent == 1
     first = datetime(2027, 10, 31, 0, 30, tzinfo=UTC)  # 02:30 CEST
     second = datetime(2027, 10, 31, 1, 30, tzinfo=UTC)  # 02:30 CET
@@ -224,13 +225,7 @@ def test_a_mailing_sends_at_its_end_then_is_completed_and_sends_no_more(
 ):
     start = datetime(2027, 6, 1, 6, 0, tzinfo=UTC)
     end = start + 2 * DAY
-    mailing = MailingFactory(
-        owner=owner,
-        clients=[ClientFactory(owner=owner)],
-        start_at=start,
-        end_at=end,
-        periodicity=Mailing.Periodicity.DAILY,
-    )
+    mailing = mailing_for(owner, start, Mailing.Periodicity.DAILY, end_at=end)
     for day in range(3):
         assert tick_at(start + day * DAY + MINUTE).sent == 1
     mailing.refresh_from_db()
@@ -270,12 +265,7 @@ def test_after_downtime_only_the_latest_occurrence_goes_out_and_the_rest_are_ski
 
 def test_years_of_downtime_record_only_the_latest_skipped_runs(owner, smtp_server):
     start = datetime(2027, 1, 4, 6, 0, tzinfo=UTC)
-    mailing = MailingFactory(
-        owner=owner,
-        clients=[ClientFactory(owner=owner)],
-        start_at=start,
-        periodicity=Mailing.Periodicity.DAILY,
-    )
+    mailing = mailing_for(owner, start, Mailing.Periodicity.DAILY)
     sent_for = start + 1000 * DAY
     summary = tick_at(sent_for + MINUTE)
     assert (summary.runs, summary.skipped_runs, summary.sent) == (
@@ -505,12 +495,7 @@ def test_an_occurrence_that_already_ran_is_neither_planned_nor_sent_again(
 ):
     # A tick that died after recording the run, before moving next_run_at.
     start = timezone.now().replace(microsecond=0) - 2 * DAY - HOUR
-    mailing = MailingFactory(
-        owner=owner,
-        clients=[ClientFactory(owner=owner)],
-        start_at=start,
-        periodicity=Mailing.Periodicity.DAILY,
-    )
+    mailing = mailing_for(owner, start, Mailing.Periodicity.DAILY)
     ran = start + 2 * DAY
     MailingRunFactory(mailing=mailing, scheduled_for=ran)
     Mailing.objects.filter(pk=mailing.pk).update(last_run_at=ran, next_run_at=ran)
@@ -527,12 +512,7 @@ def test_the_dry_run_names_the_occurrence_and_the_missed_ones_the_tick_then_send
     owner, smtp_server
 ):
     start = timezone.now().replace(microsecond=0) - 5 * DAY - HOUR
-    mailing = MailingFactory(
-        owner=owner,
-        clients=[ClientFactory(owner=owner) for _ in range(2)],
-        start_at=start,
-        periodicity=Mailing.Periodicity.DAILY,
-    )
+    mailing = mailing_for(owner, start, Mailing.Periodicity.DAILY, recipients=2)
     (plan,) = dispatch_plan()
     assert (plan.mailing, plan.occurrence, plan.missed, plan.recipients) == (
         mailing,
