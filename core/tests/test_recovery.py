@@ -5,10 +5,11 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import OperationalError
 from django.utils import timezone
 
 from core.models import Attempt, MailingRun
-from core.services.dispatch import dispatch_tick, run_open_now
+from core.services.dispatch import dispatch_tick, run_open_now, sending
 from core.services.dispatch.claims import attempts_claim, token_new
 from core.services.dispatch.journal import Journal
 
@@ -105,3 +106,27 @@ def test_a_journal_left_behind_is_swept_even_when_nothing_is_held(owner, setting
     os.utime(stale, (old, old))
     dispatch_tick()
     assert not stale.exists()
+
+
+def test_a_batch_whose_recording_failed_is_settled_at_the_next_tick(
+    owner, smtp_server, monkeypatch
+):
+    """The database refused the answers: the journal holds them, unlocked."""
+    recipients = people(owner, 3)
+    due_mailing(owner, recipients)
+
+    def refused(results, **kwargs):
+        raise OperationalError("the server closed the connection")
+
+    monkeypatch.setattr(sending, "results_record", refused)
+    with pytest.raises(OperationalError):
+        dispatch_tick()
+    assert len(smtp_server.messages) == 3
+    monkeypatch.undo()
+
+    summary = dispatch_tick()
+    assert summary.sent == 3
+    assert set(Attempt.objects.values_list("status", flat=True)) == {"sent"}
+    # Sent once each: recovery read the answers, nothing went out again.
+    assert smtp_server.recorder.count_by_address() == {r.email: 1 for r in recipients}
+    assert MailingRun.objects.get().status == "finished"

@@ -255,8 +255,11 @@ class Sender:
                     self._release_waiting()
                 answered += self._collect(timeout=0.05)
                 for batch in [batch for batch in batches if batch.done]:
-                    batches.remove(batch)
+                    # Out of `batches` only once recorded: should recording
+                    # fail, the finally below still lets go of the journal's
+                    # lock, and recovery settles the claim from it.
                     recorded = results_record(batch.results)
+                    batches.remove(batch)
                     batch.journal.close(remove=True)
                     summary.add(recorded)
                     exhausted = False  # retries may be due again
@@ -296,12 +299,17 @@ class Sender:
     def _claim(self) -> Batch | None:
         token = token_new()
         journal = Journal(token)
-        attempts = attempts_claim(
-            token=token,
-            limit=settings.DISPATCH_BATCH_SIZE,
-            now=timezone.now(),
-            run_ids=self.run_ids,
-        )
+        try:
+            attempts = attempts_claim(
+                token=token,
+                limit=settings.DISPATCH_BATCH_SIZE,
+                now=timezone.now(),
+                run_ids=self.run_ids,
+            )
+        except BaseException:
+            # The claim's transaction rolled back: nothing is ours to settle.
+            journal.close(remove=True)
+            raise
         if not attempts:
             journal.close(remove=True)
             return None
