@@ -203,6 +203,23 @@ def test_many_failures_in_a_row_pause_the_run(owner, smtp_server, settings):
     assert run.status == MailingRun.Status.FINISHED
 
 
+def test_a_sender_that_outlives_a_pause_tries_the_run_again(
+    owner, smtp_server, settings
+):
+    # The command delivers for as long as there is work: a pause that ends
+    # meanwhile starts a new count of failures, not a pause at once again.
+    settings.SMTP_MAX_CONSECUTIVE_ERRORS = 5
+    settings.SMTP_PAUSE_MINUTES = 0
+    settings.SMTP_CONCURRENCY = 1
+    recipients = people(owner, 12)
+    for person in recipients:
+        smtp_server.recorder.reject[person.email] = "550 5.7.1 Relaying denied"
+    due_mailing(owner, recipients)
+    summary = dispatch_tick(time_budget=5)
+    assert summary.failed == 12
+    assert not Attempt.objects.exclude(status="failed").exists()
+
+
 def test_scheduler_down_for_three_days_sends_a_daily_mailing_once(owner, smtp_server):
     start = timezone.now().replace(microsecond=0) - timedelta(days=3, minutes=5)
     mailing = due_mailing(

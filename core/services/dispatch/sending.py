@@ -64,6 +64,10 @@ UNREACHABLE = "no SMTP session (server down or login refused): {}"
 CONNECT_TRIES = 3
 
 
+# What `Sender.streaks_seen` holds for a run once this sender recorded its pause.
+PAUSE_RECORDED = object()
+
+
 class Concurrency:
     """How many connections this process keeps to its relay.
 
@@ -223,6 +227,10 @@ class Sender:
         self.unreachable = ""
         self.starved = False  # a connection found no work since the last measure
         self.streaks = {}  # run id → failures in a row, counting the run's own
+        # run id → the run's paused_until when its streak was seeded (or
+        # PAUSE_RECORDED): a claim that finds another value starts the count
+        # again from the run's own.
+        self.streaks_seen = {}
 
     # --- the main thread ---------------------------------------------------
 
@@ -259,6 +267,7 @@ class Sender:
                     # fail, the finally below still lets go of the journal's
                     # lock, and recovery settles the claim from it.
                     recorded = results_record(batch.results)
+                    self._paused_recorded(batch)
                     batches.remove(batch)
                     batch.journal.close(remove=True)
                     summary.add(recorded)
@@ -314,6 +323,12 @@ class Sender:
             journal.close(remove=True)
             return None
         batch = Batch(token=token, journal=journal, attempts=attempts)
+        with self.lock:
+            for run in {attempt.run for attempt in attempts}:
+                seen = self.streaks_seen.get(run.pk, run.paused_until)
+                if seen != run.paused_until:
+                    self.streaks[run.pk] = run.consecutive_failures
+                    self.streaks_seen[run.pk] = run.paused_until
         for attempt in attempts:
             self.work.put((batch, attempt))
         return batch
@@ -521,8 +536,22 @@ class Sender:
     def _paused(self, run) -> bool:
         limit = settings.SMTP_MAX_CONSECUTIVE_ERRORS
         with self.lock:
-            streak = self.streaks.setdefault(run.pk, run.consecutive_failures)
+            if run.pk not in self.streaks:
+                self.streaks[run.pk] = run.consecutive_failures
+                self.streaks_seen[run.pk] = run.paused_until
+            streak = self.streaks[run.pk]
         return bool(limit) and streak >= limit
+
+    def _paused_recorded(self, batch: Batch) -> None:
+        """Runs this batch paused start a new count when claimed again.
+
+        They are claimed again once the pause is over or a retry lifted it,
+        whatever paused_until then says.
+        """
+        with self.lock:
+            for result in batch.results:
+                if result.outcome == Outcome.PAUSED:
+                    self.streaks_seen[result.attempt.run_id] = PAUSE_RECORDED
 
     def _track_streak(self, result: Result) -> None:
         with self.lock:
