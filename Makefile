@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 
 install: $(VENV)/.installed
 	@if command -v msgfmt >/dev/null; then \
-		$(MANAGE) compilemessages --ignore '.venv' -v 0; \
+		$(MANAGE) compilemessages --ignore '.venv' --ignore 'var' -v 0; \
 	else \
 		echo "msgfmt (GNU gettext) not found: using the committed .mo files"; \
 	fi
@@ -76,7 +76,7 @@ bench: install
 # Refreshes the Russian catalogue after strings change (needs GNU gettext).
 messages: install
 	$(MANAGE) makemessages -l ru --ignore '.venv/*' --ignore 'var/*' --no-obsolete
-	$(MANAGE) compilemessages --ignore '.venv'
+	$(MANAGE) compilemessages --ignore '.venv' --ignore 'var'
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -84,6 +84,10 @@ BAD_FILES = [
         "Row 3: “nope” is not a valid e-mail address.",
     ),
     (b'email,name\na@example.com,"Anna\nb@example.com,B\n', "Row 2: the row is not"),
+    (
+        b"email,unsubscribed\na@example.com,01.01.0001\n",
+        "Row 2: “01.01.0001” in the unsubscribed column is not a date we can keep.",
+    ),
 ]
 BAD_FILE_IDS = [
     "blank lines",
@@ -93,4 +97,5 @@ BAD_FILE_IDS = [
     "10 MB of random bytes",
     "invalid addresses",
     "unclosed quote",
+    "a date before the calendar",
 ]

@@ -6,7 +6,7 @@ why it is not one) and back. `ClientResource` declares the columns.
 """
 
 import re
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -202,6 +202,14 @@ class UnsubscribedWidget(widgets.DateTimeWidget):
                 )
                 % {"value": raw[:50]}
             )
-        if timezone.is_naive(moment):
-            moment = timezone.make_aware(moment)
+        try:
+            if timezone.is_naive(moment):
+                moment = timezone.make_aware(moment)
+            # What the database keeps, in UTC: 01.01.0001 in Moscow is not.
+            moment.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise ValueError(
+                _("“%(value)s” in the unsubscribed column is not a date we can keep.")
+                % {"value": raw[:50]}
+            ) from None
         return moment
