@@ -74,6 +74,14 @@ class ClientConfirmImportForm(ConfirmImportForm):
         super().__init__(*args, **kwargs)
         self.user = user
 
+    # The page posts these back as hidden fields: whatever they say, the
+    # one format and the one resource (the library indexes with them).
+    def clean_format(self):
+        return "0"
+
+    def clean_resource(self):
+        return ""
+
     @staticmethod
     def sign(*, user, name: str) -> str:
         return signing.dumps(os.path.basename(name), salt=f"client-import:{user.pk}")
@@ -137,6 +145,15 @@ class RecipientCSVMixin(ImportExportMixin):
                 user=request.user, name=initial["import_file_name"]
             )
         return initial
+
+    def write_to_tmp_storage(self, import_file, input_format):
+        # The library joins the upload's chunks with +=, a copy of all read
+        # so far for each one: 1.3 s for 20 MB. Hand it the file as one.
+        class Whole:
+            def chunks(self):
+                yield b"".join(import_file.chunks())
+
+        return super().write_to_tmp_storage(Whole(), input_format)
 
     def add_data_read_fail_error_to_form(self, form, e):
         if isinstance(e, ClientImportError):

@@ -153,6 +153,18 @@ def test_a_confirmed_upload_cannot_be_imported_twice(client, client_user):
     assert "This upload has expired" in again.content.decode()
 
 
+@pytest.mark.parametrize("field, value", [("format", "x"), ("resource", "7")])
+def test_a_tampered_hidden_field_still_imports_the_checked_file(
+    client, client_user, field, value
+):
+    client.force_login(client_user)
+    checked = upload(client, csv_bytes(["email"], ["anna@example.com"]))
+    posted = {**checked.context["confirm_form"].initial, field: value}
+    done = client.post(CONFIRM_URL, posted, follow=True)
+    assert done.status_code == 200
+    assert set(owned(client_user)) == {"anna@example.com"}
+
+
 def test_clients_see_import_and_export_buttons_managers_only_export(
     client, client_user, manager
 ):
