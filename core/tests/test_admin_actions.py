@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from core.models import Client, Mailing, MailingRun, Message
 from core.services.dispatch import dispatch_tick
@@ -434,3 +434,14 @@ def test_send_now_of_a_mailing_switched_off_meanwhile_queues_no_run(
     assert tasks.send_now(mailing.pk).startswith("not sent:")
     assert not MailingRun.objects.exists()
     assert smtp_server.messages == []
+
+
+def test_send_now_of_a_mailing_deleted_meanwhile_says_so(owner, smtp_server):
+    from core import tasks
+
+    mailing = MailingFactory(owner=owner, clients=people(owner, 2))
+    pk = mailing.pk
+    mailing.delete()
+    with translation.override("en"):
+        assert tasks.send_now(pk) == "not sent: The mailing no longer exists."
+    assert not MailingRun.objects.exists()

@@ -102,7 +102,14 @@ def test_roles_can_be_ensured_again_without_change():
 # --- send_scheduled_emails ------------------------------------------------
 
 
-def test_command_dry_run_shows_and_writes_nothing(owner, smtp_server, capsys):
+@pytest.fixture
+def english():
+    """The command speaks the service's language; asserted in English."""
+    with translation.override("en"):
+        yield
+
+
+def test_command_dry_run_shows_and_writes_nothing(owner, smtp_server, capsys, english):
     due_mailing(owner, people(owner, 3), title="Распродажа")
     call_command("send_scheduled_emails", "--dry-run")
     out = capsys.readouterr().out
@@ -110,7 +117,9 @@ def test_command_dry_run_shows_and_writes_nothing(owner, smtp_server, capsys):
     assert not MailingRun.objects.exists() and smtp_server.messages == []
 
 
-def test_command_sends_one_mailing_now_and_summarises(owner, smtp_server, capsys):
+def test_command_sends_one_mailing_now_and_summarises(
+    owner, smtp_server, capsys, english
+):
     later = MailingFactory(
         owner=owner,
         clients=people(owner, 2),
@@ -124,7 +133,7 @@ def test_command_sends_one_mailing_now_and_summarises(owner, smtp_server, capsys
     assert len(smtp_server.messages) == 2
 
 
-def test_command_refuses_an_unknown_mailing():
+def test_command_refuses_an_unknown_mailing(english):
     from django.core.management.base import CommandError
 
     with pytest.raises(CommandError, match="no mailing with id 999"):
@@ -132,7 +141,7 @@ def test_command_refuses_an_unknown_mailing():
 
 
 @pytest.mark.parametrize("switch", ["mailing", "owner"])
-def test_command_refuses_to_send_what_nothing_may_be_sent_of(owner, switch):
+def test_command_refuses_to_send_what_nothing_may_be_sent_of(owner, switch, english):
     mailing = MailingFactory(owner=owner, clients=people(owner, 2))
     if switch == "mailing":
         mailing.is_enabled = False
@@ -143,3 +152,12 @@ def test_command_refuses_to_send_what_nothing_may_be_sent_of(owner, switch):
     with pytest.raises(CommandError, match=f"Mailing {mailing.pk} is not sent"):
         call_command("send_scheduled_emails", "--mailing", str(mailing.pk))
     assert not MailingRun.objects.exists()
+
+
+def test_command_speaks_russian_by_default(owner):
+    mailing = MailingFactory(owner=owner, clients=people(owner, 1), is_enabled=False)
+    with pytest.raises(CommandError) as refused:
+        call_command("send_scheduled_emails", "--mailing", str(mailing.pk))
+    assert str(refused.value) == (
+        f"Рассылка {mailing.pk} не отправлена: Рассылка отключена менеджером."
+    )

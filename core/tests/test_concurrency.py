@@ -309,7 +309,7 @@ def test_helpers_are_forked_only_where_they_can_help(sink, settings, tmp_path):
     settings.DISPATCH_BATCH_SIZE = 100
     settings.DISPATCH_PROCESSES = 4
     assert helpers_wanted() == 0  # nothing queued
-    run = run_open_now(mailing=due_mailing(250))
+    run = run_open_now(mailing_id=due_mailing(250).pk)
     assert helpers_wanted() == 2  # three batches: the tick and two helpers
     assert helpers_wanted(run_ids=[run.pk + 1]) == 0  # another run's queue
     settings.DISPATCH_PROCESSES = 2

@@ -98,7 +98,7 @@ def test_blocked_owner_or_disabled_mailing_sends_nothing(owner, smtp_server, blo
 
 def test_disabling_a_running_mailing_stops_its_queued_attempts(owner, smtp_server):
     mailing = due_mailing(owner, people(owner, 3))
-    run = run_open_now(mailing=mailing)
+    run = run_open_now(mailing_id=mailing.pk)
     Mailing.objects.filter(pk=mailing.pk).update(is_enabled=False)
     assert deliver(time_budget=30).sent == 0
     Mailing.objects.filter(pk=mailing.pk).update(is_enabled=True)

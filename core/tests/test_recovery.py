@@ -22,7 +22,7 @@ def test_interrupted_worker_is_recovered_from_its_journal(owner, smtp_server, se
     """A worker killed mid-batch: answered, in flight and untouched attempts."""
     recipients = people(owner, 4)
     mailing = due_mailing(owner, recipients)
-    run_open_now(mailing=mailing)
+    run_open_now(mailing_id=mailing.pk)
     token = token_new()
     journal = Journal(token)
     held = attempts_claim(token=token, limit=10, now=timezone.now())
@@ -55,7 +55,7 @@ def test_claims_without_a_journal_become_unknown_never_resent(
     owner, smtp_server, settings
 ):
     mailing = due_mailing(owner, people(owner, 3))
-    run_open_now(mailing=mailing)
+    run_open_now(mailing_id=mailing.pk)
     held = attempts_claim(token=token_new(), limit=10, now=timezone.now())
     # Its holder stopped renewing it more than a lease ago.
     lapsed = timezone.now() - timedelta(seconds=settings.DISPATCH_LEASE_SECONDS + 1)
@@ -67,7 +67,7 @@ def test_claims_without_a_journal_become_unknown_never_resent(
 
 def test_live_claims_are_left_alone(owner, smtp_server):
     mailing = due_mailing(owner, people(owner, 2))
-    run_open_now(mailing=mailing)
+    run_open_now(mailing_id=mailing.pk)
     attempts_claim(token=token_new(), limit=10, now=timezone.now())
     summary = dispatch_tick()
     assert (summary.unknown, summary.sent) == (0, 0)
@@ -82,7 +82,7 @@ def test_claims_of_an_earlier_boot_are_written_off_not_read(
     from core.services.dispatch import journal
 
     mailing = due_mailing(owner, people(owner, 3))
-    run_open_now(mailing=mailing)
+    run_open_now(mailing_id=mailing.pk)
     token = "0" * len(journal.HOST_TAG) + "feedfacecafebeef"  # another boot's
     held = attempts_claim(token=token, limit=10, now=timezone.now())
     journal.journal_path(token).write_text("claim\n")  # says nothing was sent

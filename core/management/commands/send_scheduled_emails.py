@@ -4,6 +4,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.models import Mailing
 from core.services.dispatch import NotSendable, dispatch_plan, dispatch_tick
@@ -29,7 +30,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, mailing=None, dry_run=False, time_budget=None, **opts):
         if mailing is not None and not Mailing.objects.filter(pk=mailing).exists():
-            raise CommandError(f"There is no mailing with id {mailing}.")
+            raise CommandError(
+                _("There is no mailing with id %(id)s.") % {"id": mailing}
+            )
         if dry_run:
             return self._dry_run(mailing)
         self.done = 0
@@ -40,38 +43,63 @@ class Command(BaseCommand):
                 progress=self._progress,
             )
         except NotSendable as refusal:
-            raise CommandError(f"Mailing {mailing} is not sent: {refusal}") from None
+            raise CommandError(
+                _("Mailing %(id)s is not sent: %(reason)s")
+                % {"id": mailing, "reason": refusal}
+            ) from None
         if self.done:
             self.stderr.write("")
         self.stdout.write(
             self.style.SUCCESS(
-                f"runs {summary.runs} (missed occurrences recorded as skipped: "
-                f"{summary.skipped_runs}), sent {summary.sent}, failed "
-                f"{summary.failed}, skipped {summary.skipped}, unknown "
-                f"{summary.unknown}, waiting to retry {summary.retried}"
+                _(
+                    "runs %(runs)d (missed occurrences recorded as skipped: "
+                    "%(skipped_runs)d), sent %(sent)d, failed %(failed)d, skipped "
+                    "%(skipped)d, unknown %(unknown)d, waiting to retry %(retried)d"
+                )
+                % {
+                    "runs": summary.runs,
+                    "skipped_runs": summary.skipped_runs,
+                    "sent": summary.sent,
+                    "failed": summary.failed,
+                    "skipped": summary.skipped,
+                    "unknown": summary.unknown,
+                    "retried": summary.retried,
+                }
             )
         )
 
     def _progress(self, batch):
         self.done += batch.sent + batch.failed + batch.skipped
         if sys.stderr.isatty():
-            self.stderr.write(f"\rsent or settled: {self.done}", ending="")
+            self.stderr.write(
+                "\r" + _("sent or settled: %(count)d") % {"count": self.done},
+                ending="",
+            )
             self.stderr.flush()
 
     def _dry_run(self, mailing_id):
         plans = dispatch_plan(mailing_id=mailing_id)
         if not plans:
             self.stdout.write(
-                f"Nothing is due at {timezone.localtime():%Y-%m-%d %H:%M}."
+                _("Nothing is due at %(moment)s.")
+                % {"moment": f"{timezone.localtime():%Y-%m-%d %H:%M}"}
             )
             return
         for plan in plans:
             self.stdout.write(
-                f"#{plan.mailing.pk} {plan.mailing.title!r} "
-                f"({plan.mailing.owner.email}) for "
-                f"{timezone.localtime(plan.occurrence):%Y-%m-%d %H:%M}: "
-                f"{plan.recipients - plan.unsubscribed} recipient(s), "
-                f"{plan.unsubscribed} unsubscribed, "
-                f"{plan.missed} missed occurrence(s) to record as skipped"
+                _(
+                    "#%(id)s %(title)s (%(owner)s) for %(moment)s: %(recipients)d "
+                    "recipient(s), %(unsubscribed)d unsubscribed, %(missed)d missed "
+                    "occurrence(s) to record as skipped"
+                )
+                % {
+                    "id": plan.mailing.pk,
+                    "title": repr(plan.mailing.title),
+                    "owner": plan.mailing.owner.email,
+                    "moment": f"{timezone.localtime(plan.occurrence):%Y-%m-%d %H:%M}",
+                    "recipients": plan.recipients - plan.unsubscribed,
+                    "unsubscribed": plan.unsubscribed,
+                    "missed": plan.missed,
+                }
             )
-        self.stdout.write("Dry run: nothing was sent or written.")
+        self.stdout.write(_("Dry run: nothing was sent or written."))

@@ -14,8 +14,6 @@ admin's "send now" and "retry failed recipients" all come here:
 from django.conf import settings
 from django.utils import timezone
 
-from core.models import Mailing
-
 from .outcome import Outcome, Summary
 from .recovery import attempts_recover
 from .runs import NotSendable, Plan, run_open_now, run_retry_failed, runs_open_due
@@ -53,7 +51,7 @@ def dispatch_tick(
     summary = attempts_recover(now=now)
     run_ids = None
     if mailing_id is not None:
-        run = run_open_now(mailing=Mailing.objects.get(pk=mailing_id), now=now)
+        run = run_open_now(mailing_id=mailing_id, now=now)
         summary.runs += 1
         run_ids = [run.pk]
     else:

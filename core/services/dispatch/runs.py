@@ -113,20 +113,24 @@ class NotSendable(Exception):
     """A mailing a manager switched off, or whose owner is blocked."""
 
 
-def run_open_now(*, mailing, now=None) -> MailingRun:
+def run_open_now(*, mailing_id: int, now=None) -> MailingRun:
     """An extra run of a mailing, now, whatever its schedule ("send now").
 
     A one-off mailing that has not gone out yet is done by it. Refused
     (NotSendable) for a mailing that nothing of may be sent: its run would
-    wait, queued, for as long as the switch stays off.
+    wait, queued, for as long as the switch stays off; and for one deleted
+    since "send now" was asked.
     """
     now = now or timezone.now()
     with transaction.atomic():
         mailing = (
             Mailing.objects.select_for_update(of=("self",))
             .select_related("owner")
-            .get(pk=mailing.pk)
+            .filter(pk=mailing_id)
+            .first()
         )
+        if mailing is None:
+            raise NotSendable(_("The mailing no longer exists."))
         if not mailing.is_enabled:
             raise NotSendable(_("The mailing is switched off by a manager."))
         if not mailing.owner.is_active:
