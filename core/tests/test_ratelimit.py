@@ -8,6 +8,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
 from core.services.mail.ratelimit import RateLimiter, rate_parse
 
@@ -130,3 +132,11 @@ def test_a_rate_holds_across_processes_sharing_redis(redis_cache):
     assert sum(counts.values()) == 24
     assert max(counts.values()) <= 10, counts
     assert len(counts) >= 3  # 24 at 10 a second need three seconds
+
+
+def test_a_malformed_rate_stops_the_service_at_start_up(settings):
+    settings.SMTP_RATE_LIMIT = "fast"
+    with pytest.raises(SystemCheckError, match="core.E001.*not 'fast'"):
+        call_command("check")
+    settings.SMTP_RATE_LIMIT = "50/s"
+    call_command("check")
