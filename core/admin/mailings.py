@@ -86,10 +86,13 @@ class MailingAdmin(OwnedAdmin):
             Mailing.Status.COMPLETED: "success",
             Mailing.Status.DISABLED: "danger",
         }
+        # The database computes the status: a mailing being added has none
+        # yet, and is created.
+        status = obj.status if obj.pk is not None else Mailing.Status.CREATED
         return format_html(
             '<span class="badge bg-{}">{}</span>',
-            colours[obj.status],
-            Mailing.Status(obj.status).label,
+            colours[status],
+            Mailing.Status(status).label,
         )
 
     @admin.display(description=_("recipients"), ordering="recipient_count")

@@ -184,6 +184,14 @@ def test_manager_cannot_add_change_or_delete_others_rows(client, manager, anna):
 # --- forged requests from another client -----------------------------------
 
 
+def test_the_add_page_shows_a_new_mailing_as_created(client, anna):
+    client.force_login(anna)
+    with translation.override("en"):
+        page = client.get(reverse("admin:core_mailing_add"), HTTP_ACCEPT_LANGUAGE="en")
+    assert page.status_code == 200
+    assert '<span class="badge bg-secondary">created</span>' in page.content.decode()
+
+
 def test_mailing_cannot_name_another_users_message_or_recipients(client, anna, boris):
     annas_message = MessageFactory(owner=anna)
     annas_recipient = ClientFactory(owner=anna)
