@@ -32,7 +32,12 @@ from core.services.mail.message import (
     envelope_sender,
 )
 from core.services.mail.ratelimit import RateLimiter
-from core.services.mail.smtp import ConnectionFailed, relay_name, transport_open
+from core.services.mail.smtp import (
+    ConnectionFailed,
+    envelope_check,
+    relay_name,
+    transport_open,
+)
 from core.services.unsubscribe import unsubscribe_url
 
 from .claims import attempts_claim, claims_renew, token_new
@@ -193,8 +198,9 @@ def compose(attempt) -> tuple[str, str, bytes]:
         envelope_sender(outgoing.from_email),
         envelope_recipient(outgoing),
     )
-    if any(char in sender + recipient for char in "\r\n"):
-        raise ValueError("an envelope address holds a line break")
+    # Here too, not only in the transport: raised before anything is sent,
+    # the attempt fails rather than ends unknown.
+    envelope_check(sender, recipient)
     return sender, recipient, outgoing.as_bytes()
 
 

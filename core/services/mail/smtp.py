@@ -72,7 +72,8 @@ def relay_name() -> str:
     return settings.EMAIL_BACKEND
 
 
-def _check_addresses(sender: str, recipient: str) -> None:
+def envelope_check(sender: str, recipient: str) -> None:
+    """Refuse envelope addresses that would break the SMTP dialogue."""
     if any(char in sender + recipient for char in "\r\n"):
         raise ValueError("an envelope address holds a line break")
 
@@ -129,7 +130,7 @@ class SmtpTransport:
         for the server lasts EMAIL_TIMEOUT at most, however near the deadline:
         a server that checks a message may take seconds to accept it.
         """
-        _check_addresses(sender, recipient)
+        envelope_check(sender, recipient)
         for fresh in (False, True):
             reused = self.is_open
             try:
@@ -316,7 +317,7 @@ class BackendTransport:
     is_open = True
 
     def send(self, sender: str, recipient: str, data: bytes, *, deadline=None) -> Reply:
-        _check_addresses(sender, recipient)
+        envelope_check(sender, recipient)
         try:
             _Finished(sender, recipient, data, self.backend).send()
         except smtplib.SMTPResponseException as error:
