@@ -40,7 +40,8 @@ def _open_and_deliver(summary) -> str:
     wanted = dispatch.deliveries_wanted()
     started = fan_out(wanted - 1, share=wanted) if wanted else 0
     if wanted:
-        summary.add(dispatch.dispatch_deliver(share=wanted))
+        # The tick recovered already.
+        summary.add(dispatch.dispatch_deliver(share=wanted, recover=False))
     return f"{summary.line()}; deliveries started {started}"
 
 
@@ -53,11 +54,13 @@ def fan_out(count: int | None = None, *, share: int | None = None) -> int:
     """Queue `count` deliveries (by default as many as the work is worth),
     less those still waiting for a worker; each gets its `share` of the
     connections."""
-    wanted = dispatch.deliveries_wanted()
-    count = wanted if count is None else count
+    if count is None or share is None:
+        wanted = dispatch.deliveries_wanted()
+        count = wanted if count is None else count
+        share = share or wanted
     started = max(0, count - get_broker().queue_size())
     for _ in range(started):
-        queue("core.tasks.deliver", share or wanted)
+        queue("core.tasks.deliver", share)
     return started
 
 

@@ -64,6 +64,8 @@ def worker_env(sink, tmp_path):
         "SMTP_RETRY_BACKOFF": "0",
         "Q_WORKERS": "2",
         "LOG_LEVEL": "WARNING",
+        # The commands speak the service's language; asserted in English.
+        "LANGUAGE_CODE": "en",
     }
 
 

@@ -65,9 +65,12 @@ def dispatch_tick(
     return summary
 
 
-def dispatch_deliver(*, time_budget: float | None = None, share: int = 1) -> Summary:
-    """One delivery worker: recover, then send what is queued."""
-    summary = attempts_recover()
+def dispatch_deliver(
+    *, time_budget: float | None = None, share: int = 1, recover: bool = True
+) -> Summary:
+    """One delivery worker: recover (each machine settles its own dead
+    workers' claims), then send what is queued."""
+    summary = attempts_recover() if recover else Summary()
     return summary.add(deliver(time_budget=_budget(time_budget), share=share))
 
 
