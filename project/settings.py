@@ -267,7 +267,7 @@ SMTP_PAUSE_MINUTES = env.int("SMTP_PAUSE_MINUTES", default=15)
 DISPATCH_BATCH_SIZE = env.int("DISPATCH_BATCH_SIZE", default=200)
 # Delivery tasks a tick hands to the cluster at most: the django-q2 workers
 # of every machine together (PostgreSQL; on SQLite one delivers).
-DISPATCH_WORKERS = env.int("DISPATCH_WORKERS", default=env.int("Q_WORKERS", default=2))
+DISPATCH_WORKERS = env.int("DISPATCH_WORKERS", default=Q_CLUSTER["workers"])
 # Processes `send_scheduled_emails` delivers in, itself included
 # (PostgreSQL only). One process fills about one core.
 DISPATCH_PROCESSES = env.int("DISPATCH_PROCESSES", default=min(os.cpu_count() or 1, 4))

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from core.models import Attempt, Client, Mailing, MailingRun
 from core.services.dispatch import dispatch_tick, run_open_now
-from core.services.dispatch.workers import deliver
+from core.services.dispatch.workers import deliver, deliveries_wanted
 
 from .factories import (
     ClientFactory,
@@ -320,3 +320,15 @@ def test_wrong_smtp_password_is_reported_and_loses_nothing(owner, settings):
         assert dispatch_tick().sent == 2
     finally:
         controller.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("recipients, wanted", [(20, 1), (50, 3), (200, 4)])
+def test_deliveries_are_wanted_one_per_two_batches_up_to_the_workers(
+    owner, settings, recipients, wanted
+):
+    # A delivery takes two batches at a time: a second one for a queue of
+    # two would find nothing to take.
+    settings.DISPATCH_WORKERS, settings.DISPATCH_BATCH_SIZE = 4, 10
+    run_open_now(mailing_id=due_mailing(owner, people(owner, recipients)).pk)
+    assert deliveries_wanted() == wanted

@@ -67,11 +67,8 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
         # of select_related, the planner sorted every queued row together
         # with its message bodies: 140 MB on disk and half a second a claim
         # with 100,000 queued.
-        runs = claimable_runs(now=now, run_ids=run_ids).values("pk")
         ids = list(
-            Attempt.objects.filter(
-                status=Status.QUEUED, next_try_at__lte=now, run_id__in=runs
-            )
+            queued(now=now, run_ids=run_ids)
             .select_for_update(skip_locked=True)
             .order_by("next_try_at", "id")
             .values_list("pk", flat=True)[:limit]

@@ -23,6 +23,8 @@ class Outcome(StrEnum):
 
 # What may count as a failure in a row (DESIGN.md, Dispatch 4).
 FAILURES = (Outcome.FAILED, Outcome.RETRY)
+# The recorded reason of a skip: the recipient unsubscribed.
+UNSUBSCRIBED = "unsubscribed"
 
 
 def outcome_of(reply: Reply) -> Outcome:

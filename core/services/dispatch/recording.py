@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from core.models import Attempt, MailingRun
@@ -145,9 +145,10 @@ def _count_run(*, run_id: int, counts: Counter, failures: int, reset: bool, now)
     limit = settings.SMTP_MAX_CONSECUTIVE_ERRORS
     paused = counts[Outcome.PAUSED]
     if limit and (paused or failures):
-        MailingRun.objects.filter(pk=run_id).filter(
-            Q(consecutive_failures__gte=limit) | Q(pk__in=[run_id] if paused else [])
-        ).update(
+        run = MailingRun.objects.filter(pk=run_id)
+        if not paused:  # failures alone pause it once they reach the limit
+            run = run.filter(consecutive_failures__gte=limit)
+        run.update(
             status=MailingRun.Status.PAUSED,
             paused_until=now + timedelta(minutes=settings.SMTP_PAUSE_MINUTES),
             consecutive_failures=0,

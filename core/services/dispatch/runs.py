@@ -19,10 +19,9 @@ from core.models import Attempt, Client, Mailing, MailingRun
 from core.models.clients import subscribed_q
 from core.models.scheduling import due_now
 
-from .outcome import Summary
+from .outcome import UNSUBSCRIBED, Summary
 
 COUNTERS = ("total", "sent", "failed", "skipped", "unknown")
-UNSUBSCRIBED = "unsubscribed"
 
 
 def run_counts_add(*, run_id: int, also: dict | None = None, **counts) -> None:

@@ -42,7 +42,7 @@ from core.services.unsubscribe import unsubscribe_url
 
 from .claims import attempts_claim, claims_renew, token_new
 from .journal import Journal
-from .outcome import FAILURES, Outcome, Result, Summary, outcome_of
+from .outcome import FAILURES, UNSUBSCRIBED, Outcome, Result, Summary, outcome_of
 from .recording import results_record
 
 logger = logging.getLogger(__name__)
@@ -479,7 +479,7 @@ class Sender:
         if self._paused(attempt.run):
             return Result(attempt, Outcome.PAUSED), True
         if not attempt.may_send:
-            return Result(attempt, Outcome.SKIPPED, "unsubscribed"), True
+            return Result(attempt, Outcome.SKIPPED, UNSUBSCRIBED), True
         try:
             sender, recipient, data = compose(attempt)
         except Exception as error:  # a template that fails only at render time

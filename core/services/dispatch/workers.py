@@ -31,7 +31,7 @@ from core.services.mail.smtp import uses_smtp
 
 from .claims import queued
 from .outcome import Summary
-from .sending import Sender
+from .sending import AHEAD, Sender
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +53,15 @@ def batches_queued(*, limit: int, run_ids=None, now=None) -> int:
     return -(-count // size)  # rounded up
 
 
-def deliveries_wanted(*, limit: int | None = None, now=None) -> int:
-    """How many delivery tasks the queue is worth (0 when nothing is queued)."""
-    limit = limit or settings.DISPATCH_WORKERS
-    if not parallel_allowed():
-        limit = 1
-    return min(limit, batches_queued(limit=limit, now=now))
+def deliveries_wanted(*, now=None) -> int:
+    """How many delivery tasks the queue is worth (0 when nothing is queued).
+
+    Each takes AHEAD batches at a time: a queue of two batches is one
+    delivery's work, which then has all the connections.
+    """
+    limit = settings.DISPATCH_WORKERS if parallel_allowed() else 1
+    batches = batches_queued(limit=limit * AHEAD, now=now)
+    return min(limit, -(-batches // AHEAD))
 
 
 def helpers_wanted(*, run_ids=None, now=None) -> int:
