@@ -94,17 +94,24 @@ class Concurrency:
         now = time.monotonic()
         self.probe_at = now + PROBE_SECONDS
         self.refused_ceiling, self.refused_until = self.ceiling, 0.0
+        # Connections report refusals while the main thread measures.
+        self.lock = threading.RLock()
 
     def wanted(self) -> int:
         """The count to keep now."""
-        if not self.adapts and time.monotonic() >= self.refused_until:
-            self.target = self.ceiling  # the refusals are long past
-        return self.target
+        with self.lock:
+            if not self.adapts and time.monotonic() >= self.refused_until:
+                self.target = self.ceiling  # the refusals are long past
+            return self.target
 
     def observe(self, *, rate: float) -> None:
         """The throughput of the last measurement, taken at `target` connections."""
         if not self.adapts:
             return
+        with self.lock:
+            self._observe(rate)
+
+    def _observe(self, rate: float) -> None:
         now = time.monotonic()
         limit = self._limit(now)
         if self.settled:
@@ -131,16 +138,18 @@ class Concurrency:
         A mailing shorter than the search still tells the next one where
         to start: the best count it measured (never one it did not).
         """
-        if self.adapts and not self.settled and self.best_rate:
-            cache.set(self.key, self.best_level, LEARNED_SECONDS)
+        with self.lock:
+            if self.adapts and not self.settled and self.best_rate:
+                cache.set(self.key, self.best_level, LEARNED_SECONDS)
 
     def refused(self, *, working: int) -> None:
         """The server refused one more connection while `working` were open."""
-        now = time.monotonic()
-        self.refused_ceiling = max(1, min(working, self._limit(now)))
-        self.refused_until = now + REFUSED_SECONDS
-        self.best_level = min(self.best_level, self.refused_ceiling)
-        self._settle(min(self.target, self.refused_ceiling), now)
+        with self.lock:
+            now = time.monotonic()
+            self.refused_ceiling = max(1, min(working, self._limit(now)))
+            self.refused_until = now + REFUSED_SECONDS
+            self.best_level = min(self.best_level, self.refused_ceiling)
+            self._settle(min(self.target, self.refused_ceiling), now)
 
     def busy(self) -> None:
         """The server closed a session with 421: one connection fewer."""
