@@ -15,9 +15,14 @@ from .services.site import site_figures_invalidate_on_commit
 from .tasks import schedule_ensure
 
 
-def grant_owner(sender, instance, raw=False, **kwargs):
-    """An owned row gives its owner view, change and delete on it."""
-    if getattr(sender, "owner_field", None):
+def grant_owner(sender, instance, created=False, raw=False, **kwargs):
+    """An owned row gives its owner view, change and delete on it.
+
+    Once, when it is created: the owner never changes (permissions_sync
+    repairs what went missing otherwise). `loaddata` may bring a row over
+    one that exists: it is granted too.
+    """
+    if (created or raw) and getattr(sender, "owner_field", None):
         permissions_grant_owner(objs=[instance])
 
 

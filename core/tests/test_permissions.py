@@ -4,6 +4,8 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import translation
 
 from core.models import (
@@ -54,6 +56,15 @@ def test_saving_again_does_not_duplicate_grants(owner):
     assert (
         ClientUserObjectPermission.objects.filter(content_object=recipient).count() == 3
     )
+
+
+def test_a_later_save_writes_no_grants(owner):
+    recipient = Client.objects.create(owner=owner, email="a@example.com")
+    recipient.full_name = "Анна"
+    with CaptureQueriesContext(connection) as queries:
+        recipient.save()
+    grant_table = ClientUserObjectPermission._meta.db_table
+    assert [q["sql"] for q in queries if grant_table in q["sql"]] == []
 
 
 def test_sync_repairs_missing_grants_idempotently(owner, capsys):
