@@ -22,11 +22,10 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 
 from django.conf import settings
-from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
 from django.db import connection, connections
 from django.utils import timezone
 
+from core.services.mail.ratelimit import cache_counts_atomically
 from core.services.mail.smtp import uses_smtp
 
 from .claims import queued
@@ -41,7 +40,7 @@ def parallel_allowed() -> bool:
     return connection.features.has_select_for_update_skip_locked and (
         # A rate limit holds across processes only where the cache counts
         # atomically (Redis); the file, database and memory caches do not.
-        not settings.SMTP_RATE_LIMIT or isinstance(caches["default"], RedisCache)
+        not settings.SMTP_RATE_LIMIT or cache_counts_atomically()
     )
 
 

@@ -9,8 +9,10 @@ which the service uses when it runs on several machines).
 
 import threading
 import time
+from contextlib import nullcontext
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 
 # Threads of one process take turns: the file cache, the default, counts
 # by reading and writing back, which two threads at once would undercount.
@@ -32,10 +34,31 @@ def rate_parse(spec: str) -> tuple[int, int]:
     return int(count), UNITS[unit]
 
 
+def cache_counts_atomically() -> bool:
+    """Whether the cache's increments hold across processes (Redis only)."""
+    return isinstance(caches["default"], RedisCache)
+
+
 class RateLimiter:
     def __init__(self, spec: str, *, key: str = "dispatch:rate"):
         self.limit, self.window = rate_parse(spec)
         self.key = key
+        # Where the cache counts atomically threads need not take turns.
+        self.atomic = cache_counts_atomically()
+
+    def _take(self, key: str) -> int | None:
+        """Count one more message in the window `key`; None if it expired."""
+        if self.atomic:
+            try:
+                return cache.incr(key)
+            except ValueError:
+                pass  # the window's first message: no count yet
+        with nullcontext() if self.atomic else _taking:
+            cache.add(key, 0, timeout=self.window * 2)
+            try:
+                return cache.incr(key)
+            except ValueError:
+                return None
 
     def acquire(self, *, deadline: float | None = None) -> bool:
         """Take one message's token, waiting for the next window if need be;
@@ -46,12 +69,9 @@ class RateLimiter:
             now = time.time()
             window = int(now // self.window)
             key = f"{self.key}:{window}"
-            with _taking:
-                cache.add(key, 0, timeout=self.window * 2)
-                try:
-                    used = cache.incr(key)
-                except ValueError:  # expired between add and incr
-                    continue
+            used = self._take(key)
+            if used is None:
+                continue  # the window's count expired between add and incr
             if used <= self.limit:
                 return True
             wait = max((window + 1) * self.window - now, 0.001)
