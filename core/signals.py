@@ -26,21 +26,17 @@ def grant_owner(sender, instance, created=False, raw=False, **kwargs):
         permissions_grant_owner(objs=[instance])
 
 
-def mailing_schedule_follow(sender, instance, raw=False, update_fields=None, **kw):
-    """`next_run_at` follows start, end and periodicity whenever they change."""
-    if update_fields is not None and not set(SCHEDULE_FIELDS) & set(update_fields):
+def mailing_schedule_loaded(sender, instance, raw=False, **kwargs):
+    """`loaddata` skips save(): its rows' `next_run_at` follows their schedule
+    too, when it differs from the stored row's (Mailing.save does the rest)."""
+    if not raw:
         return
-    if raw:
-        # loaddata builds rows without loading them: compare with the stored one.
-        stored = (
-            sender.objects.filter(pk=instance.pk).values_list(*SCHEDULE_FIELDS).first()
-            if instance.pk is not None
-            else None
-        )
-        changed = stored is None or tuple(stored) != instance.schedule()
-    else:
-        changed = instance.schedule_changed()
-    if changed:
+    stored = (
+        sender.objects.filter(pk=instance.pk).values_list(*SCHEDULE_FIELDS).first()
+        if instance.pk is not None
+        else None
+    )
+    if stored is None or tuple(stored) != instance.schedule():
         instance.schedule_derive()
 
 
@@ -66,7 +62,7 @@ def site_figures_changed(sender, **kwargs):
 
 def connect(app_config) -> None:
     post_save.connect(grant_owner, dispatch_uid="core.grant_owner")
-    pre_save.connect(mailing_schedule_follow, sender=Mailing)
+    pre_save.connect(mailing_schedule_loaded, sender=Mailing)
     pre_save.connect(article_sanitize_loaded, sender=Article)
     for signal in (post_save, post_delete):
         signal.connect(blog_changed, sender=Article)

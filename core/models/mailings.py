@@ -65,7 +65,8 @@ class MailingQuerySet(OwnedQuerySet):
     def update(self, **kwargs):
         """`QuerySet.update`; one that changes start, end or periodicity
         moves `next_run_at` of the rows it changed too, as a save does."""
-        if not set(SCHEDULE_FIELDS) & set(kwargs):
+        if not set(SCHEDULE_FIELDS) & set(kwargs) or "next_run_at" in kwargs:
+            # No schedule change, or one whose next sending the caller names.
             return super().update(**kwargs)
         with transaction.atomic(using=self.db):
             ids = list(self.values_list("pk", flat=True))
@@ -186,22 +187,16 @@ class Mailing(OwnedModel):
     def save(self, *args, **kwargs):
         adding = self._state.adding
         update_fields = kwargs.get("update_fields")
-        deferred = self.get_deferred_fields() - {"status"}
-        if update_fields is None and not adding and deferred:
-            # Django saves a partly loaded row's loaded fields only; name
-            # them here, so a schedule change brings `next_run_at` along.
-            update_fields = {
-                field.attname
-                for field in self._meta.concrete_fields
-                if not field.primary_key
-                and not field.generated
-                and field.attname not in deferred
-            }
-        if update_fields is not None and set(SCHEDULE_FIELDS) & set(update_fields):
-            # A schedule saved alone moves `next_run_at` too (core/signals.py).
-            update_fields = {*update_fields, "next_run_at"}
-        if update_fields is not None:
-            kwargs["update_fields"] = update_fields
+        saves_schedule = update_fields is None or set(SCHEDULE_FIELDS) & set(
+            update_fields
+        )
+        if saves_schedule and self.schedule_changed():
+            # Set before Django picks what to write: a partly loaded row then
+            # writes `next_run_at` among its loaded fields, and a schedule
+            # saved alone brings it along.
+            self.schedule_derive()
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "next_run_at"}
         super().save(*args, **kwargs)
         self._stored_schedule = {}
         self._remember_schedule(SCHEDULE_FIELDS)
@@ -239,8 +234,8 @@ class Mailing(OwnedModel):
     def schedule_derive(self, *, now=None) -> None:
         """Set `next_run_at` from the schedule and the last run (not saved).
 
-        The `pre_save` receiver in core/signals.py calls this whenever the
-        schedule changed, by whatever path the row is saved.
+        `save` calls this whenever the schedule changed; the `pre_save`
+        receiver in core/signals.py does for `loaddata`, which skips save.
         """
         self.next_run_at = next_run_for(mailing=self, now=now)
 

@@ -580,3 +580,11 @@ def test_a_queryset_update_of_the_schedule_moves_the_next_sending(owner):
     mailing.refresh_from_db()
     assert mailing.next_run_at == moved
     assert mailing.status == Mailing.Status.CREATED
+
+
+def test_a_queryset_update_that_names_the_next_sending_keeps_it(owner):
+    mailing = daily_mailing(owner)
+    moved, chosen = mailing.start_at + 3 * DAY, mailing.start_at + 5 * DAY
+    Mailing.objects.filter(pk=mailing.pk).update(start_at=moved, next_run_at=chosen)
+    mailing.refresh_from_db()
+    assert (mailing.start_at, mailing.next_run_at) == (moved, chosen)
