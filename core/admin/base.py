@@ -11,11 +11,7 @@ from django.contrib import admin
 from guardian.admin import ReinforcedGuardedModelAdminMixin
 
 from core.models.base import sees_all
-from core.models.grants import owner_field_name
-
-
-def perm_name(model, action):
-    return f"{model._meta.app_label}.{action}_{model._meta.model_name}"
+from core.models.grants import owner_field_name, perm_name
 
 
 class OwnedAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):

@@ -160,7 +160,7 @@ class MailingAdmin(OwnedAdmin):
 
     def _switch(self, request, queryset, *, enabled):
         changed = mailing_services.mailings_set_enabled(
-            mailings=queryset, enabled=enabled, actor=request.user
+            mailings=queryset, enabled=enabled
         )
         for mailing in changed:
             self.log_change(

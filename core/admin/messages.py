@@ -6,9 +6,10 @@ from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
 from core.models import Message
+from core.models.grants import perm_name
 from core.services import messages as message_services
 
-from .base import OwnedAdmin, perm_name
+from .base import OwnedAdmin
 
 
 class MessageForm(forms.ModelForm):

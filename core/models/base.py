@@ -2,16 +2,13 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from .grants import owner_field_name, permissions_grant_owner
+from .grants import owner_field_name, perm_name, permissions_grant_owner
 
 
 def sees_all(user, model) -> bool:
     """Whether `user` sees every row of `model`: superusers, and managers
     (a global view permission). Everyone else sees their own rows only."""
-    opts = model._meta
-    return user.is_superuser or user.has_perm(
-        f"{opts.app_label}.view_{opts.model_name}"
-    )
+    return user.is_superuser or user.has_perm(perm_name(model, "view"))
 
 
 class OwnedQuerySet(models.QuerySet):

@@ -18,6 +18,11 @@ from guardian.utils import get_user_obj_perms_model
 OWNER_ACTIONS = ("view", "change", "delete")
 
 
+def perm_name(model, action: str) -> str:
+    """The permission `user.has_perm` asks for: "core.view_mailing"."""
+    return f"{model._meta.app_label}.{action}_{model._meta.model_name}"
+
+
 def owner_field_name(model) -> str:
     """The foreign key naming a row's owner: `owner`, or e.g. `author`."""
     return getattr(model, "owner_field", "owner")

@@ -5,7 +5,7 @@ from django.db import transaction
 from core.models import Mailing
 
 
-def mailings_set_enabled(*, mailings, enabled: bool, actor) -> list:
+def mailings_set_enabled(*, mailings, enabled: bool) -> list:
     """A manager switches mailings off or on; returns the ones that changed."""
     with transaction.atomic():
         # A fresh queryset: the admin's carries annotations (GROUP BY) that
@@ -13,11 +13,12 @@ def mailings_set_enabled(*, mailings, enabled: bool, actor) -> list:
         rows = Mailing.objects.filter(
             pk__in=list(mailings.values_list("pk", flat=True))
         )
-        ids = list(
-            rows.select_for_update()
-            .exclude(is_enabled=enabled)
-            .values_list("pk", flat=True)
+        changed = list(rows.select_for_update().exclude(is_enabled=enabled))
+        Mailing.objects.filter(pk__in=[m.pk for m in changed]).update(
+            is_enabled=enabled
         )
-        Mailing.objects.filter(pk__in=ids).update(is_enabled=enabled)
-    # Read again: the database computes their status.
-    return list(Mailing.objects.filter(pk__in=ids))
+    for mailing in changed:
+        mailing.is_enabled = enabled
+        # The database computed the status anew: read it when asked.
+        mailing.__dict__.pop("status", None)
+    return changed
