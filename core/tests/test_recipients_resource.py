@@ -220,7 +220,7 @@ class StockPathResource(ClientResource):
         clean_model_instances = True
 
     def skip_row(self, instance, original, row, import_validation_errors=None):
-        if not self.has_address:
+        if not self.row_key:
             return True
         return resources.ModelResource.skip_row(
             self, instance, original, row, import_validation_errors
