@@ -112,11 +112,14 @@ class MailingAdmin(OwnedAdmin):
     # --- owner actions -------------------------------------------------
     @admin.action(description=_("Send now"))
     def send_now(self, request, queryset):
-        queued, refused = [], []
-        for mailing in queryset:
+        queued, refused, broken = [], [], []
+        for mailing in queryset.select_related("message"):
             may_send = mailing.is_enabled and self.has_change_permission(
                 request, mailing
             )
+            if may_send and (problem := mailing.message.sending_problem()):
+                broken.append(f"{mailing.title} ({problem})")
+                continue
             (queued if may_send else refused).append(mailing)
         for mailing in queued:
             tasks.queue("core.tasks.send_now", mailing.pk)
@@ -131,6 +134,13 @@ class MailingAdmin(OwnedAdmin):
                 )
                 % {"count": len(queued)},
                 messages.SUCCESS,
+            )
+        if broken:
+            self.message_user(
+                request,
+                _("Not sent: the message must be fixed first: %(titles)s")
+                % {"titles": "; ".join(broken)},
+                messages.ERROR,
             )
         if refused:
             self.message_user(

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
-from django.shortcuts import get_object_or_404
+from django.contrib.admin.utils import unquote
+from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
@@ -26,7 +27,7 @@ class MessageForm(forms.ModelForm):
 @admin.register(Message)
 class MessageAdmin(OwnedAdmin):
     form = MessageForm
-    list_display = ("subject", "created_at", "updated_at")
+    list_display = ("subject", "problem", "created_at", "updated_at")
     search_fields = ("subject", "body")
     readonly_fields = ("created_at", "updated_at")
     fieldsets = (
@@ -34,6 +35,19 @@ class MessageAdmin(OwnedAdmin):
         (_("HTML"), {"fields": ("html_body",), "classes": ("collapse",)}),
         (_("History"), {"fields": ("created_at", "updated_at")}),
     )
+
+    @admin.display(description=_("problem"))
+    def problem(self, obj):
+        """Text saved before the template language was bounded, flagged."""
+        return obj.template_problem() or "—"
+
+    def _message(self, request, object_id):
+        """The message, as the admin's own queryset sees it; 404 otherwise
+        (also for an id that is not a number)."""
+        message = self.get_object(request, unquote(object_id))
+        if message is None:
+            raise Http404
+        return message
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
@@ -61,10 +75,30 @@ class MessageAdmin(OwnedAdmin):
                 }
             ],
         }
+        message = self.get_object(request, unquote(object_id))
+        if request.method == "GET" and message is not None:
+            if unsafe := message.sending_problem():
+                self.message_user(
+                    request,
+                    _("This message is not sent until it is fixed. %(problem)s")
+                    % {"problem": unsafe},
+                    messages.ERROR,
+                )
+            elif problem := message.template_problem():
+                self.message_user(
+                    request,
+                    _(
+                        "This message uses what messages may no longer use; it "
+                        "is sent with that part empty until it is fixed. "
+                        "%(problem)s"
+                    )
+                    % {"problem": problem},
+                    messages.WARNING,
+                )
         return super().change_view(request, object_id, form_url, extra_context)
 
     def preview_view(self, request, object_id):
-        message = get_object_or_404(self.get_queryset(request), pk=object_id)
+        message = self._message(request, object_id)
         preview = message_services.message_preview(message=message)
         context = {
             **self.admin_site.each_context(request),
@@ -80,7 +114,7 @@ class MessageAdmin(OwnedAdmin):
         return TemplateResponse(request, "admin/core/message/preview.html", context)
 
     def send_test_view(self, request, object_id):
-        message = get_object_or_404(self.get_queryset(request), pk=object_id)
+        message = self._message(request, object_id)
         preview_url = reverse("admin:core_message_preview", args=[message.pk])
         if request.method != "POST":
             return admin.options.HttpResponseRedirect(preview_url)

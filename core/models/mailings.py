@@ -3,11 +3,11 @@ from django.db import models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils.translation import gettext_lazy as _
 
-from core.templating import validate_template
+from core.templating import template_error, template_unsafe, validate_template
 
 from .base import OwnedModel, OwnedQuerySet
 from .clients import Client
-from .scheduling import next_run_for
+from .scheduling import next_run_for, validate_schedule_moment
 
 # The fields a mailing's schedule is made of; `next_run_at` follows them.
 SCHEDULE_FIELDS = ("start_at", "end_at", "periodicity")
@@ -37,7 +37,10 @@ class Message(OwnedModel):
         validators=[validate_template],
         help_text=_(
             "Plain text. You may use {{ client.full_name }}, {{ client.email }}, "
-            "{{ mailing.title }} and {{ unsubscribe_url }}."
+            "{{ client.attributes.<key> }}, {{ mailing.title }}, "
+            "{{ unsubscribe_url }} and {{ preferences_url }}; the default filter "
+            '({{ client.full_name|default:"friend" }}); and {% if %} … '
+            "{% else %} … {% endif %} on those variables. Nothing else."
         ),
     )
     html_body = models.TextField(
@@ -59,6 +62,29 @@ class Message(OwnedModel):
 
     def __str__(self):
         return self.subject
+
+    def _parts(self):
+        return (
+            (_("subject"), self.subject),
+            (_("text"), self.body),
+            (_("HTML version"), self.html_body),
+        )
+
+    def template_problem(self) -> str:
+        """Why the message could not be saved as it stands ("" if it could):
+        messages saved before the language was bounded may hold such text."""
+        for label, source in self._parts():
+            if error := template_error(source):
+                return f"{label}: {error}"
+        return ""
+
+    def sending_problem(self) -> str:
+        """Why the message may not be sent ("" if it may): text outside the
+        language beyond an unknown variable (which renders empty)."""
+        for label, source in self._parts():
+            if error := template_unsafe(source):
+                return f"{label}: {error}"
+        return ""
 
 
 class MailingQuerySet(OwnedQuerySet):
@@ -107,9 +133,12 @@ class Mailing(OwnedModel):
     clients = models.ManyToManyField(
         Client, verbose_name=_("recipients"), related_name="mailings", blank=True
     )
-    start_at = models.DateTimeField(_("first sending"))
+    start_at = models.DateTimeField(
+        _("first sending"), validators=[validate_schedule_moment]
+    )
     end_at = models.DateTimeField(
         _("last sending no later than"),
+        validators=[validate_schedule_moment],
         null=True,
         blank=True,
         help_text=_("Optional. After this moment the mailing is completed."),

@@ -15,12 +15,27 @@ import calendar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 STEP_DAYS = {"daily": 1, "weekly": 7}
 # A mailing down for years records at most this many skipped runs: the
 # latest ones before the occurrence it sends.
 MAX_SKIPPED_RUNS = 400
+# The years a schedule may name: the calendar arithmetic, the time zones and
+# the database all have ends (year 1 in Moscow is year 0 in UTC).
+FIRST_YEAR, LAST_YEAR = 2000, 2999
+
+
+def validate_schedule_moment(moment: datetime) -> None:
+    """A field validator: a start or end the schedule can compute with."""
+    if moment is not None and not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise ValidationError(
+            _("Choose a date between the years %(first)s and %(last)s."),
+            code="year",
+            params={"first": FIRST_YEAR, "last": LAST_YEAR},
+        )
 
 
 def _local(moment: datetime) -> datetime:

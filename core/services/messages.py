@@ -8,7 +8,7 @@ from django.utils.translation import gettext as _
 
 from core.models import Client, Mailing
 
-from .mail.templates import message_context, message_render
+from .mail.templates import MessageTooLarge, message_context, message_render
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +27,22 @@ def message_preview(*, message) -> dict:
         mailing=Mailing(title=_("Sample mailing")),
         unsubscribe_url="#unsubscribe",
     )
+    # What could not be saved today but may still be sent (an unknown
+    # variable, which renders empty) is shown above the rendering.
+    problem = message.template_problem()
+    if unsafe := message.sending_problem():
+        return {"client": client, "error": unsafe}
     try:
         subject, text, html = message_render(message=message, context=context)
-    except TemplateSyntaxError as error:
+    except (TemplateSyntaxError, MessageTooLarge) as error:
         return {"client": client, "error": str(error)}
-    return {"client": client, "subject": subject, "text": text, "html": html}
+    return {
+        "client": client,
+        "problem": problem,
+        "subject": subject,
+        "text": text,
+        "html": html,
+    }
 
 
 def message_send_test(*, message, to: str) -> tuple[bool, str]:

@@ -453,3 +453,102 @@ def test_send_now_of_a_mailing_deleted_meanwhile_says_so(owner, smtp_server):
     with translation.override("en"):
         assert tasks.send_now(pk) == "not sent: The mailing no longer exists."
     assert not MailingRun.objects.exists()
+
+
+def test_preview_and_send_test_of_an_id_that_is_not_a_number_are_missing(client, anna):
+    client.force_login(anna)
+    assert client.get("/admin/core/message/abc/preview/").status_code == 404
+    assert client.post("/admin/core/message/abc/send-test/").status_code == 404
+
+
+def test_message_of_three_thousand_nested_ifs_is_refused_with_its_line(client, anna):
+    client.force_login(anna)
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    with translation.override("en"):
+        response = client.post(
+            reverse("admin:core_message_add"),
+            {"subject": "x", "body": "{% if client.email %}" * 3000, "html_body": ""},
+        )
+    assert response.status_code == 200
+    (error,) = response.context["adminform"].form.errors["body"]
+    assert error.startswith("Line 1:") and "nested" in error
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{% for a in 'x'|ljust:'2000' %}{% for b in 'x'|ljust:'2000' %}"
+        "{% for c in 'x'|ljust:'2000' %}.{% endfor %}{% endfor %}{% endfor %}",
+        "{{ 'x'|ljust:'300000000' }}",
+        "{% if client.email %}" * 3000,
+        "{%" * 50_000,
+    ],
+)
+def test_message_saved_before_the_language_was_bounded_is_flagged_and_not_sent(
+    client, anna, body
+):
+    message = MessageFactory(owner=anna, body=body)
+    client.force_login(anna)
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    with translation.override("en"):
+        changelist = client.get(reverse("admin:core_message_changelist"))
+        change = client.get(reverse("admin:core_message_change", args=[message.pk]))
+        preview = client.get(reverse("admin:core_message_preview", args=[message.pk]))
+    assert "text: Line 1:" in changelist.content.decode()
+    (note,) = [str(m) for m in change.context["messages"]]
+    assert note.startswith("This message is not sent until it is fixed.")
+    assert preview.status_code == 200
+    assert preview.context["preview"]["error"].startswith("text: Line 1:")
+
+
+def test_message_with_an_unknown_variable_saved_earlier_is_flagged_but_sent(
+    client, anna
+):
+    message = MessageFactory(owner=anna, body="Hi {{ client.phone }}!")
+    client.force_login(anna)
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    with translation.override("en"):
+        change = client.get(reverse("admin:core_message_change", args=[message.pk]))
+        preview = client.get(reverse("admin:core_message_preview", args=[message.pk]))
+    (note,) = [str(m) for m in change.context["messages"]]
+    assert "is sent with that part empty" in note and "client.phone" in note
+    assert preview.context["preview"]["text"] == "Hi !"
+    assert "client.phone" in preview.context["preview"]["problem"]
+    assert 'id="preview-problem"' in preview.content.decode()
+
+
+def test_send_now_of_a_message_that_may_not_be_sent_says_why(
+    client, owner, smtp_server, inline_tasks
+):
+    message = MessageFactory(owner=owner, body="{{ 'x'|ljust:'300000000' }}")
+    mailing = MailingFactory(owner=owner, message=message, clients=people(owner, 2))
+    client.force_login(owner)
+    response = client.post(
+        reverse("admin:core_mailing_changelist"),
+        {"action": "send_now", "_selected_action": [mailing.pk]},
+        follow=True,
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+    (note,) = [str(m) for m in response.context["messages"]]
+    assert note.startswith("Not sent: the message must be fixed first:")
+    assert mailing.title in note and "ljust" in note
+    assert not MailingRun.objects.exists() and not smtp_server.messages
+
+
+@pytest.mark.parametrize(
+    "field,day",
+    [("start_at", "01.01.0001"), ("end_at", "31.12.9999")],
+)
+def test_mailing_dated_at_the_ends_of_the_calendar_is_refused_not_a_500(
+    client, anna, field, day
+):
+    message = MessageFactory(owner=anna)
+    client.force_login(anna)
+    response = client.post(
+        reverse("admin:core_mailing_add"),
+        mailing_form(message, [], **{f"{field}_0": day, f"{field}_1": "00:30:00"}),
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors[field]
+    assert not Mailing.objects.exists()

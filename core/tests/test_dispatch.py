@@ -332,3 +332,70 @@ def test_deliveries_are_wanted_one_per_two_batches_up_to_the_workers(
     settings.DISPATCH_WORKERS, settings.DISPATCH_BATCH_SIZE = 4, 10
     run_open_now(mailing_id=due_mailing(owner, people(owner, recipients)).pk)
     assert deliveries_wanted() == wanted
+
+
+# Saved before the language was bounded: through the shell or a fixture, or
+# by an older version. Django's full template language would run these.
+WORST_MESSAGES = {
+    "loops": "{% for a in 'x'|ljust:'2000' %}{% for b in 'x'|ljust:'2000' %}"
+    "{% for c in 'x'|ljust:'2000' %}.{% endfor %}{% endfor %}{% endfor %}",
+    "allocation": "{{ 'x'|ljust:'300000000' }}",
+    "recursion": "{% if client.email %}" * 3000,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WORST_MESSAGES))
+def test_another_tenants_mailing_is_delivered_while_the_worst_message_is_sent(
+    owner, smtp_server, kind
+):
+    from django.utils import translation
+
+    from .factories import UserFactory
+
+    attacker = UserFactory()
+    hostile = MessageFactory(owner=attacker, body=WORST_MESSAGES[kind])
+    due_mailing(attacker, people(attacker, 3), message=hostile)
+    victims = people(owner, 4)
+    due_mailing(owner, victims)
+
+    with translation.override("en"):
+        summary = dispatch_tick()
+
+    assert smtp_server.recorder.count_by_address() == {r.email: 1 for r in victims}
+    assert (summary.sent, summary.runs) == (4, 2)
+    refused = Attempt.objects.filter(owner=attacker)
+    assert {a.status for a in refused} == {"failed"}
+    reason = refused.first().server_response
+    assert reason.startswith("not sent: text: Line 1:")
+    run = MailingRun.objects.get(owner=attacker)
+    assert (run.status, run.failed_count, run.total_count) == ("finished", 3, 3)
+
+
+def test_send_now_of_a_message_that_may_not_be_sent_says_why(owner):
+    from django.utils import translation
+
+    from core.services.dispatch import NotSendable
+
+    message = MessageFactory(owner=owner, subject="{% now 'Y' %}")
+    mailing = due_mailing(owner, people(owner, 1), message=message)
+    with translation.override("en"), pytest.raises(NotSendable) as refused:
+        run_open_now(mailing_id=mailing.pk)
+    assert "subject: Line 1:" in str(refused.value)
+    assert "{% now %}" in str(refused.value)
+    assert not MailingRun.objects.exists()
+
+
+def test_fixed_message_is_sent_on_retry_of_the_failed(owner, smtp_server):
+    from core.services.dispatch import run_retry_failed
+
+    message = MessageFactory(owner=owner, body="{% widthratio 1 1 100000000 %}")
+    recipients = people(owner, 2)
+    due_mailing(owner, recipients, message=message)
+    dispatch_tick()
+    assert not smtp_server.messages
+    message.body = "Hello {{ client.full_name }}"
+    message.full_clean()
+    message.save()
+    assert run_retry_failed(run=MailingRun.objects.get()) == 2
+    dispatch_tick()
+    assert smtp_server.recorder.count_by_address() == {r.email: 1 for r in recipients}

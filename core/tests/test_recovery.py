@@ -130,3 +130,33 @@ def test_a_batch_whose_recording_failed_is_settled_at_the_next_tick(
     # Sent once each: recovery read the answers, nothing went out again.
     assert smtp_server.recorder.count_by_address() == {r.email: 1 for r in recipients}
     assert MailingRun.objects.get().status == "finished"
+
+
+def test_worker_killed_while_building_a_message_fails_it_instead_of_requeueing(
+    owner, smtp_server, settings
+):
+    """A message that kills whoever builds it would otherwise be claimed
+    first at every tick, by worker after worker."""
+    from .factories import MessageFactory
+
+    message = MessageFactory(owner=owner, body="{{ client.full_name }}")
+    recipients = people(owner, 3)
+    mailing = due_mailing(owner, recipients, message=message)
+    run_open_now(mailing_id=mailing.pk)
+    token = token_new()
+    journal = Journal(token)
+    first, *others = attempts_claim(token=token, limit=10, now=timezone.now())
+    journal.building(first.pk)
+    os.close(journal.fd)  # the worker dies while building the first message
+
+    summary = dispatch_tick()
+
+    first.refresh_from_db()
+    assert first.status == "failed"
+    assert first.server_response == (
+        "not sent: the worker stopped while building this message"
+    )
+    assert summary.failed == 1
+    delivered = smtp_server.recorder.count_by_address()
+    assert first.email not in delivered
+    assert all(delivered[a.email] == 1 for a in others)

@@ -38,6 +38,10 @@ def _boot_id() -> str:
 # unknown, never resent. Stable across processes (unlike hash()).
 HOST_TAG = hashlib.sha1(f"{socket.gethostname()} {_boot_id()}".encode()).hexdigest()[:8]
 IN_FLIGHT = "in_flight"
+# Being built: a worker that dies here dies of the message (or while making
+# it), so the attempt fails rather than goes back to the queue to kill the
+# next worker too.
+BUILDING = "building"
 
 
 def journal_dir() -> Path:
@@ -66,6 +70,9 @@ class Journal:
 
     def _write(self, line: str) -> None:
         os.write(self.fd, (line.replace("\n", " ") + "\n").encode())
+
+    def building(self, attempt_id: int) -> None:
+        self._write(f"b {attempt_id}")
 
     def in_flight(self, attempt_id: int) -> None:
         self._write(f"i {attempt_id}")
@@ -102,7 +109,8 @@ def journal_holder_gone(token: str) -> bool | None:
 
 
 def journal_read(token: str) -> dict | None:
-    """attempt id → (IN_FLIGHT, "") or (Outcome, response); None if absent."""
+    """attempt id → (BUILDING or IN_FLIGHT, "") or (Outcome, response); None
+    if absent."""
     try:
         lines = journal_path(token).read_text(errors="replace").splitlines()
     except OSError:
@@ -112,6 +120,8 @@ def journal_read(token: str) -> dict | None:
         kind, _, rest = line.partition(" ")
         if kind == "i" and rest.strip().isdigit():
             states[int(rest)] = (IN_FLIGHT, "")
+        elif kind == "b" and rest.strip().isdigit():
+            states[int(rest)] = (BUILDING, "")
         elif kind == "r":
             attempt_id, _, rest = rest.partition(" ")
             result, _, response = rest.partition(" ")

@@ -17,6 +17,7 @@ from core.models import Attempt
 
 from .claims import claims_lapsed
 from .journal import (
+    BUILDING,
     IN_FLIGHT,
     journal_holder_gone,
     journal_read,
@@ -28,6 +29,7 @@ from .recording import results_record
 
 Status = Attempt.Status
 NOT_RESENT = "worker stopped while sending; not resent"
+NOT_BUILT = "not sent: the worker stopped while building this message"
 
 
 def attempts_recover(*, now=None) -> Summary:
@@ -65,6 +67,8 @@ def _settle(token: str, states: dict | None, *, now) -> Summary:
             state = states.get(attempt.pk) if states is not None else (IN_FLIGHT, "")
             if state is None:
                 results.append(Result(attempt, Outcome.RELEASED))
+            elif state[0] == BUILDING:
+                results.append(Result(attempt, Outcome.FAILED, NOT_BUILT))
             elif state[0] == IN_FLIGHT:
                 results.append(Result(attempt, Outcome.UNKNOWN, NOT_RESENT))
             else:

@@ -134,6 +134,10 @@ def run_open_now(*, mailing_id: int, now=None) -> MailingRun:
             raise NotSendable(_("The mailing is switched off by a manager."))
         if not mailing.owner.is_active:
             raise NotSendable(_("The mailing's owner is blocked."))
+        if problem := mailing.message.sending_problem():
+            raise NotSendable(
+                _("The message cannot be sent: %(problem)s") % {"problem": problem}
+            )
         run = MailingRun.objects.create(
             mailing=mailing, owner_id=mailing.owner_id, scheduled_for=now
         )
@@ -156,8 +160,18 @@ def audience(*, mailing_id: int, owner_id: int):
 
 
 def run_enqueue(*, run, now) -> None:
-    """Insert the run's attempts in one statement; the unsubscribed are skipped."""
+    """Insert the run's attempts in one statement; the unsubscribed are skipped.
+
+    A message that may not be sent (saved before the template language was
+    bounded) fails every attempt it would have queued, with the reason, so
+    the owner reads why in the run's report and can retry once it is fixed.
+    """
     may_send = subscribed_q()
+    queued, reason = Attempt.Status.QUEUED.value, ""
+    mailing = Mailing.objects.select_related("message").get(pk=run.mailing_id)
+    if problem := mailing.message.sending_problem():
+        queued = Attempt.Status.FAILED.value
+        reason = _("not sent: %(problem)s") % {"problem": problem}
     rows = (
         audience(mailing_id=run.mailing_id, owner_id=run.owner_id)
         .order_by()
@@ -167,11 +181,11 @@ def run_enqueue(*, run, now) -> None:
             "id",
             "email",
             Case(
-                When(may_send, then=Value(Attempt.Status.QUEUED.value)),
+                When(may_send, then=Value(queued)),
                 default=Value(Attempt.Status.SKIPPED.value),
             ),
             Value(0),
-            Case(When(may_send, then=Value("")), default=Value(UNSUBSCRIBED)),
+            Case(When(may_send, then=Value(reason)), default=Value(UNSUBSCRIBED)),
             Value(now),
             Value(now),
             Value(""),
@@ -194,8 +208,9 @@ def run_enqueue(*, run, now) -> None:
     )
     total = sum(counts.values())
     skipped = counts.get(Attempt.Status.SKIPPED, 0)
-    run_counts_add(run_id=run.pk, total=total, skipped=skipped)
-    if total == skipped:
+    failed = counts.get(Attempt.Status.FAILED, 0)
+    run_counts_add(run_id=run.pk, total=total, skipped=skipped, failed=failed)
+    if total == skipped + failed:
         runs_finish(run_ids=[run.pk], now=now)
 
 

@@ -489,13 +489,6 @@ class Sender:
             return Result(attempt, Outcome.PAUSED), True
         if not attempt.may_send:
             return Result(attempt, Outcome.SKIPPED, UNSUBSCRIBED), True
-        try:
-            sender, recipient, data = compose(attempt)
-        except Exception as error:  # a template that fails only at render time
-            logger.warning("Attempt %s: message not built: %s", attempt.pk, error)
-            return Result(
-                attempt, Outcome.FAILED, f"message error: {error}", True
-            ), True
         # Opening a session and waiting for the rate limit stop before
         # recovery may take the claim, and near the budget. A message under
         # way may outlast them by a server's slow answer: should recovery
@@ -520,6 +513,14 @@ class Sender:
                 me.counted = True
         if not self.limiter.acquire(deadline=min(deadline, self.stop_at)):
             return Result(attempt, Outcome.RELEASED), True  # the window is past
+        batch.journal.building(attempt.pk)
+        try:
+            sender, recipient, data = compose(attempt)
+        except Exception as error:  # too large once personalised, a bad address
+            logger.warning("Attempt %s: message not built: %s", attempt.pk, error)
+            return Result(
+                attempt, Outcome.FAILED, f"message error: {error}", True
+            ), True
         batch.journal.in_flight(attempt.pk)
         handed.append(True)
         reply = transport.send(sender, recipient, data, deadline=deadline)

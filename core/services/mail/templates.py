@@ -1,37 +1,75 @@
 """Rendering a message for one recipient (the language: core/templating.py).
 
 The context holds plain strings only, so a message can reach nothing of the
-database but what is handed to it.
+database but what is handed to it; each part rendered is capped in size.
 """
 
 from django.template import Context
+from django.utils.translation import gettext as _
 
-from core.templating import template_compile
+from core.templating import MAX_RENDERED, template_compile
+
+# A custom field's value as a message shows it, at most this long.
+MAX_VALUE = 500
 
 
-def message_context(*, client=None, mailing=None, unsubscribe_url: str = "") -> dict:
+class MessageTooLarge(ValueError):
+    """A part of one recipient's message would pass MAX_RENDERED."""
+
+
+class Attributes(dict):
+    """A recipient's custom field values: every key reads as a string, "" when
+    absent, so a key never falls through to a dict method."""
+
+    def __missing__(self, key):
+        return ""
+
+
+def message_context(
+    *,
+    client=None,
+    mailing=None,
+    unsubscribe_url: str = "",
+    preferences_url: str = "",
+    attributes: dict | None = None,
+) -> dict:
     """The only names a message may use; every value is a plain string."""
     return {
         "client": {
             "full_name": getattr(client, "full_name", "") or "",
             "email": getattr(client, "email", "") or "",
+            "attributes": Attributes(
+                (str(key), str(value)[:MAX_VALUE])
+                for key, value in (attributes or {}).items()
+                if value is not None
+            ),
         },
         "mailing": {"title": getattr(mailing, "title", "") or ""},
         "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
     }
 
 
+def _render(source: str, context: dict, *, autoescape: bool) -> str:
+    text = template_compile(source).render(Context(context, autoescape=autoescape))
+    if len(text) > MAX_RENDERED:
+        raise MessageTooLarge(
+            _("Personalised, a part of this message passes %(max)s characters.")
+            % {"max": MAX_RENDERED}
+        )
+    return text
+
+
 def message_render(*, message, context: dict) -> tuple[str, str, str]:
-    """Return (subject, text, html) for one recipient; html may be empty."""
-    subject = template_compile(message.subject).render(
-        Context(context, autoescape=False)
-    )
+    """Return (subject, text, html) for one recipient; html may be empty.
+
+    TemplateRefused for a message outside the language, MessageTooLarge for
+    one that grows past the cap.
+    """
     # A subject is one header line: no line breaks from a recipient's name.
-    subject = " ".join(subject.split())
-    text = template_compile(message.body).render(Context(context, autoescape=False))
+    subject = " ".join(_render(message.subject, context, autoescape=False).split())
+    text = _render(message.body, context, autoescape=False)
     html = ""
     if message.html_body:
-        html = template_compile(message.html_body).render(
-            Context(context, autoescape=True)
-        )
+        html = _render(message.html_body, context, autoescape=True)
     return subject, text, html
