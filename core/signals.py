@@ -40,6 +40,19 @@ def mailing_schedule_loaded(sender, instance, raw=False, **kwargs):
         instance.schedule_derive()
 
 
+def client_suppression_loaded(sender, instance, raw=False, **kwargs):
+    """`loaddata` skips save(): a fixture cannot bring back a suppressed
+    address as subscribed either (Client.save does the rest)."""
+    if raw and instance.unsubscribed_at is None:
+        instance.unsubscribed_at = instance.suppressed_since()
+
+
+def client_unsubscribe_loaded(sender, instance, raw=False, **kwargs):
+    """A fixture's unsubscribed recipient is suppressed for good, as any."""
+    if raw and instance.unsubscribed_at is not None:
+        instance.suppress(detail="loaddata")
+
+
 def article_sanitize_loaded(sender, instance, raw=False, **kwargs):
     """`loaddata` skips save(): a fixture cannot bring unsafe HTML either."""
     if raw:
@@ -64,6 +77,8 @@ def connect(app_config) -> None:
     post_save.connect(grant_owner, dispatch_uid="core.grant_owner")
     pre_save.connect(mailing_schedule_loaded, sender=Mailing)
     pre_save.connect(article_sanitize_loaded, sender=Article)
+    pre_save.connect(client_suppression_loaded, sender=Client)
+    post_save.connect(client_unsubscribe_loaded, sender=Client)
     for signal in (post_save, post_delete):
         signal.connect(blog_changed, sender=Article)
         signal.connect(site_figures_changed, sender=Mailing)

@@ -1,1 +1,2 @@
-from . import blog, clients, mailings, messages, reports, users  # noqa: F401  registers the back office
+# Importing the modules registers the back office.
+from . import blog, clients, mailings, messages, reports, suppressions, users  # noqa: F401

@@ -5,7 +5,8 @@ bound to the requesting user's own list in `recipient_csv`.
 """
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils import formats
 from django.utils.translation import gettext_lazy as _
 
 from core.models import Client
@@ -17,7 +18,9 @@ from .recipient_csv import RecipientCSVMixin
 class ClientForm(forms.ModelForm):
     class Meta:
         model = Client
-        fields = ["email", "full_name", "comment", "unsubscribed_at"]
+        # The unsubscribe date is the recipient's, never the owner's to
+        # clear: it is shown, read-only (DESIGN.md, List health).
+        fields = ["email", "full_name", "comment"]
 
     def clean_email(self):
         email = (self.cleaned_data.get("email") or "").strip().lower()
@@ -55,7 +58,7 @@ class ClientAdmin(RecipientCSVMixin, OwnedAdmin):
     list_display = ("email", "full_name", "comment", "unsubscribed_at", "created_at")
     list_filter = (SubscriptionFilter,)
     search_fields = ("email", "full_name", "comment")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("unsubscribed_at", "created_at", "updated_at")
     actions = ("export_selected",)
     fieldsets = (
         (_("Recipient"), {"fields": ("email", "full_name", "comment")}),
@@ -64,3 +67,20 @@ class ClientAdmin(RecipientCSVMixin, OwnedAdmin):
             {"fields": ("unsubscribed_at", "created_at", "updated_at")},
         ),
     )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change and obj.unsubscribed_at is not None:
+            self.message_user(
+                request,
+                _(
+                    "%(email)s is suppressed since %(since)s (it unsubscribed "
+                    "or was blocked): it was added as unsubscribed, and no "
+                    "mailing reaches it."
+                )
+                % {
+                    "email": obj.email,
+                    "since": formats.date_format(obj.unsubscribed_at),
+                },
+                messages.WARNING,
+            )

@@ -32,6 +32,7 @@ from core.services.recipients import (
     clients_export_csv,
     clients_import_check_size,
     clients_import_max_bytes,
+    suppressed_note,
 )
 
 logger = logging.getLogger(__name__)
@@ -218,6 +219,8 @@ class RecipientCSVMixin(ImportExportMixin):
             },
             messages.SUCCESS,
         )
+        if summary.suppressed:
+            self.message_user(request, suppressed_note(summary), messages.WARNING)
 
     def _import_page(self, request, response=None, *, import_errors=()):
         """The library's import page, with our title, counts and problems."""

@@ -7,6 +7,7 @@ from .permissions import (
     MailingUserObjectPermission,
     MessageUserObjectPermission,
 )
+from .suppressions import Suppression
 from .users import User
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "MailingUserObjectPermission",
     "Message",
     "MessageUserObjectPermission",
+    "Suppression",
     "User",
 ]

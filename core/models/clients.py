@@ -4,12 +4,16 @@ from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
 
 from .base import OwnedModel, OwnedQuerySet
+from .suppressions import Suppression, email_normalize, suppressed_q
 
 
 def subscribed_q(prefix: str = "") -> Q:
-    """The one rule for a recipient whom mailings may reach; `prefix` reads
-    it through a relation (``subscribed_q("client__")``)."""
-    return Q(**{f"{prefix}unsubscribed_at__isnull": True})
+    """The one rule for a recipient whom mailings may reach: not unsubscribed
+    and not suppressed. `prefix` reads it through a relation
+    (``subscribed_q("client__")``)."""
+    return Q(**{f"{prefix}unsubscribed_at__isnull": True}) & ~suppressed_q(
+        owner=f"{prefix}owner_id", email=f"{prefix}email"
+    )
 
 
 class ClientQuerySet(OwnedQuerySet):
@@ -59,6 +63,39 @@ class Client(OwnedModel):
     def __str__(self):
         return f"{self.full_name} <{self.email}>" if self.full_name else self.email
 
+    def save(self, *args, **kwargs):
+        """An unsubscribe sticks, whatever path saves the row: an address
+        suppressed for the owner stays unsubscribed, and setting the date
+        writes the suppression (imports, which bypass save, do the same in
+        bulk)."""
+        fields = kwargs.get("update_fields")
+        touched = fields is None or {"email", "unsubscribed_at"} & set(fields)
+        if touched and self.unsubscribed_at is None:
+            self.unsubscribed_at = self.suppressed_since()
+        super().save(*args, **kwargs)
+        if touched and self.unsubscribed_at is not None:
+            self.suppress()
+
     def clean(self):
         super().clean()
-        self.email = (self.email or "").strip().lower()
+        self.email = email_normalize(self.email)
+
+    def suppressed_since(self):
+        """When the address was first suppressed for this owner, or None."""
+        return (
+            Suppression.objects.applying_to(owner_id=self.owner_id)
+            .filter(email=email_normalize(self.email))
+            .order_by("created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+
+    def suppress(self, *, detail: str = "") -> None:
+        """Record this recipient's unsubscribe for good."""
+        Suppression.objects.record(
+            owner_id=self.owner_id,
+            emails=[self.email],
+            reason=Suppression.Reason.UNSUBSCRIBED,
+            detail=detail,
+            at=self.unsubscribed_at,
+        )

@@ -20,6 +20,7 @@ ROLE_PERMISSIONS = {
         "core.add_message",
         "core.add_mailing",
         "core.add_article",
+        "core.add_suppression",
     ],
     MANAGERS: [
         "core.view_user",
@@ -32,6 +33,8 @@ ROLE_PERMISSIONS = {
         "core.set_schedule_active_status",
         "core.view_article",
         "core.approve_article",
+        "core.view_suppression",
+        "core.lift_suppression",
     ],
 }
 

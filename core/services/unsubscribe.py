@@ -58,12 +58,18 @@ def client_for_unsubscribe(*, token: str) -> Client | None:
 def client_unsubscribe(*, token: str) -> Client | None:
     """Unsubscribe the recipient a signed token names; None if it is invalid.
 
-    The recipient is then skipped by every mailing of that owner.
+    The recipient is then skipped by every mailing of that owner, and the
+    address stays suppressed if the recipient is deleted and added again.
     """
     client = client_for_unsubscribe(token=token)
     if client is not None:
-        Client.objects.subscribed().filter(pk=client.pk).update(
+        Client.objects.filter(pk=client.pk, unsubscribed_at__isnull=True).update(
             unsubscribed_at=timezone.now()
         )
         client.refresh_from_db(fields=["unsubscribed_at"])
+        if client.unsubscribed_at is None:  # suppressed, with the date cleared
+            client.unsubscribed_at = timezone.now()
+            client.save(update_fields=["unsubscribed_at"])
+        # Written even for an earlier unsubscribe: it may predate suppressions.
+        client.suppress(detail="link")
     return client

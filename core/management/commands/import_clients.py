@@ -10,6 +10,7 @@ from core.services.recipients import (
     ClientImportError,
     clients_import,
     clients_import_check_size,
+    suppressed_note,
 )
 
 
@@ -68,6 +69,8 @@ class Command(BaseCommand):
             "merged": result.merged,
             "skipped": result.skipped,
         }
+        if result.suppressed:
+            counts = f"{counts} {suppressed_note(result)}"
         if dry_run:
             self.stdout.write(
                 _("Dry run, nothing saved. %(counts)s") % {"counts": counts}

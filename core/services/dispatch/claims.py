@@ -19,6 +19,7 @@ from django.db.models.functions import Now
 
 from core.models import Attempt, MailingRun
 from core.models.clients import subscribed_q
+from core.models.suppressions import suppressed_q
 
 from .journal import HOST_TAG
 
@@ -82,8 +83,10 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
             Attempt.objects.filter(pk__in=ids)
             .select_related("client")
             .annotate(
+                # The address as queued is checked too: its recipient may
+                # have been deleted since (and added again, or not).
                 may_send=Case(
-                    When(subscribed_q("client__"), then=Value(True)),
+                    When(subscribed_q("client__") & ~suppressed_q(), then=Value(True)),
                     default=Value(False),
                     output_field=BooleanField(),
                 )

@@ -23,8 +23,10 @@ class Outcome(StrEnum):
 
 # What may count as a failure in a row (DESIGN.md, Dispatch 4).
 FAILURES = (Outcome.FAILED, Outcome.RETRY)
-# The recorded reason of a skip: the recipient unsubscribed.
+# The recorded reasons of a skip: the recipient unsubscribed, or the address
+# is suppressed (DESIGN.md, List health) without an unsubscribe of its own.
 UNSUBSCRIBED = "unsubscribed"
+SUPPRESSED = "suppressed"
 
 
 def outcome_of(reply: Reply) -> Outcome:

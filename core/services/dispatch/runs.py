@@ -19,7 +19,7 @@ from core.models import Attempt, Client, Mailing, MailingRun
 from core.models.clients import subscribed_q
 from core.models.scheduling import due_now
 
-from .outcome import UNSUBSCRIBED, Summary
+from .outcome import SUPPRESSED, UNSUBSCRIBED, Summary
 
 COUNTERS = ("total", "sent", "failed", "skipped", "unknown")
 
@@ -185,7 +185,11 @@ def run_enqueue(*, run, now) -> None:
                 default=Value(Attempt.Status.SKIPPED.value),
             ),
             Value(0),
-            Case(When(may_send, then=Value(reason)), default=Value(UNSUBSCRIBED)),
+            Case(
+                When(may_send, then=Value(reason)),
+                When(unsubscribed_at__isnull=False, then=Value(UNSUBSCRIBED)),
+                default=Value(SUPPRESSED),
+            ),
             Value(now),
             Value(now),
             Value(""),

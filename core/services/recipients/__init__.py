@@ -20,7 +20,7 @@ from .importing import (
 )
 from .issues import ClientImportError, ImportIssue
 from .resource import ClientResource, RecipientCSV
-from .results import ImportSummary
+from .results import ImportSummary, suppressed_note
 
 __all__ = [
     "ClientImportError",
@@ -32,4 +32,5 @@ __all__ = [
     "clients_import",
     "clients_import_check_size",
     "clients_import_max_bytes",
+    "suppressed_note",
 ]

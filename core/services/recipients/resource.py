@@ -12,7 +12,9 @@ adds:
   name: the dataset holds only the resource's columns;
 - rows repeating an address fold into the row that first named it (later
   non-empty values win), and are counted as merged;
-- a stored unsubscribe is never undone or moved;
+- a stored unsubscribe is never undone or moved, a suppressed address is
+  imported as unsubscribed (and counted), and an unsubscribe the file brings
+  is suppressed for good (DESIGN.md, List health);
 - speed where the stock path is slow, each said where it is done.
 """
 
@@ -27,7 +29,8 @@ from import_export.formats import base_formats
 from import_export.instance_loaders import BaseInstanceLoader
 from import_export.results import RowResult
 
-from core.models import Client, User
+from core.models import Client, Suppression, User
+from core.models.suppressions import email_normalize
 
 from .columns import (
     ROW_COLUMN,
@@ -210,6 +213,9 @@ class ClientResource(resources.ModelResource):
         self.first_rows: dict[str, ClientRowResult] = {}
         self.no_address: list[int] = []
         self.merged = 0
+        # Suppressed address → since when; how many of the file's are.
+        self.suppressed: dict = {}
+        self.suppressed_rows = 0
         counts = Counter(map(EmailWidget.key, dataset[self.email_column]))
         self.repeated = {key for key, count in counts.items() if count > 1}
         self._load_stored(counts)
@@ -226,6 +232,14 @@ class ClientResource(resources.ModelResource):
                 self.stored[key] = self.import_values(instance)
                 if instance.unsubscribed_at is not None:
                     self.stored_ends[key] = instance.unsubscribed_at
+        suppressions = (
+            Suppression.objects.applying_to(owner_id=self.owner.pk)
+            .order_by("created_at")
+            .values_list("email", "created_at")
+        )
+        for email, since in suppressions.iterator(chunk_size=10000):
+            if email in named:
+                self.suppressed.setdefault(email, since)
 
     def before_import_row(self, row, **kwargs):
         # The address as rows are matched by; whether it is one at all, the
@@ -248,6 +262,8 @@ class ClientResource(resources.ModelResource):
             # A stored unsubscribe stays as it is, whatever the file says.
             if ended := self.stored_ends.get(self.row_key):
                 instance.unsubscribed_at = ended
+            elif instance.unsubscribed_at is None:
+                instance.unsubscribed_at = self.suppressed.get(self.row_key)
 
     def skip_row(self, instance, original, row, import_validation_errors=None):
         # A row with no address (a phone-only contact) has nothing to import;
@@ -278,6 +294,8 @@ class ClientResource(resources.ModelResource):
             return
         if self.row_key not in self.first_rows:
             self.first_rows[self.row_key] = row_result
+            if self.row_key in self.suppressed:
+                self.suppressed_rows += 1
             return
         row_result.import_type = RowResult.IMPORT_TYPE_SKIP
         self.merged += 1
@@ -296,6 +314,7 @@ class ClientResource(resources.ModelResource):
             # view, change and delete permissions on every row it inserts:
             # bulk mode sends no post_save.
             super().bulk_create(using_transactions, dry_run, raise_errors, **kwargs)
+            self._suppress(written)
         self._flushed(written)
 
     def bulk_update(
@@ -310,9 +329,26 @@ class ClientResource(resources.ModelResource):
             rows = [(c.pk, c.full_name, c.comment, c.unsubscribed_at) for c in written]
             try:
                 clients_update_rows(owner=self.owner, rows=rows)
+                self._suppress(written)
             except Exception as e:
                 self.handle_import_error(result, e, raise_errors)
         self._flushed(written)
+
+    def _suppress(self, written):
+        """Bulk writes skip Client.save: the file's unsubscribes stick here."""
+        for since, group in _by_date(
+            recipient
+            for recipient in written
+            if recipient.unsubscribed_at is not None
+            and email_normalize(recipient.email) not in self.suppressed
+        ):
+            Suppression.objects.record(
+                owner_id=self.owner.pk,
+                emails=[recipient.email for recipient in group],
+                reason=Suppression.Reason.UNSUBSCRIBED,
+                detail="import",
+                at=since,
+            )
 
     def _flushed(self, written):
         self.queued.difference_update(map(id, written))
@@ -325,6 +361,7 @@ class ClientResource(resources.ModelResource):
         # max(id), for files that bring their own ids (ours never do), and on
         # PostgreSQL that could hand a concurrent import's ids out again.
         result.merged = self.merged
+        result.suppressed = self.suppressed_rows
         result.skipped_rows = self.no_address
         self._settle_merged(result)
         for key, first in list(self.first_rows.items())[:PREVIEW_ROWS]:
@@ -358,6 +395,14 @@ class ClientResource(resources.ModelResource):
             result.totals[first.import_type] -= 1
             result.totals[settled] += 1
             first.import_type = settled
+
+
+def _by_date(recipients):
+    """The recipients grouped by their unsubscribe date."""
+    groups = {}
+    for recipient in recipients:
+        groups.setdefault(recipient.unsubscribed_at, []).append(recipient)
+    return groups.items()
 
 
 class RecipientCSV(base_formats.CSV):

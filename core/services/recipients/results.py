@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError
 from django.db.transaction import TransactionManagementError
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from import_export.results import Result, RowResult
 
 from .columns import ROW_COLUMN
@@ -28,6 +29,9 @@ class ImportSummary:
     # contacts): skipped, and shown before the import is confirmed.
     skipped: int = 0
     skipped_rows: list[int] = field(default_factory=list)
+    # Addresses suppressed for the owner (DESIGN.md, List health): imported
+    # as unsubscribed.
+    suppressed: int = 0
     dry_run: bool = False
     # (row, import type, email, full_name, comment) for the first addresses.
     preview: list[tuple[int, str, str, str, str]] = field(default_factory=list)
@@ -36,6 +40,18 @@ class ImportSummary:
     def skipped_listing(self) -> str:
         more = ", …" if self.skipped > len(self.skipped_rows) else ""
         return ", ".join(str(row) for row in self.skipped_rows) + more
+
+
+def suppressed_note(summary: ImportSummary) -> str:
+    """What the admin and the command say of the file's suppressed addresses."""
+    return ngettext(
+        "%(count)d address is suppressed (it unsubscribed or was blocked): it "
+        "is imported as unsubscribed, and no mailing reaches it.",
+        "%(count)d addresses are suppressed (they unsubscribed or were "
+        "blocked): they are imported as unsubscribed, and no mailing reaches "
+        "them.",
+        summary.suppressed,
+    ) % {"count": summary.suppressed}
 
 
 class ClientRowResult(RowResult):
@@ -51,6 +67,7 @@ class ClientImportResult(Result):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.merged = 0
+        self.suppressed = 0
         self.skipped_rows: list[int] = []
         self.preview: list[tuple] = []
 
@@ -104,6 +121,7 @@ class ClientImportResult(Result):
             merged=self.merged,
             skipped=skipped,
             skipped_rows=self.skipped_rows[:MAX_LISTED_ISSUES],
+            suppressed=self.suppressed,
             dry_run=dry_run,
             preview=self.preview,
         )
