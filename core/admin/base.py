@@ -7,7 +7,7 @@
 - Guardian's object-permission pages are for superusers only.
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from guardian.admin import ReinforcedGuardedModelAdminMixin
 
 from core.models.base import sees_all
@@ -88,3 +88,20 @@ class OwnedAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
         if self.sees_all(request):
             fields.append(f"{self.owner_field}__email")
         return fields
+
+
+class SendingNoticeMixin:
+    """Owners whose sending a manager suspended read why, where they send."""
+
+    def _sending_notice(self, request):
+        user = request.user
+        if request.method == "GET" and user.sending_suspended_at is not None:
+            self.message_user(request, user.sending_refusal(), messages.ERROR)
+
+    def changelist_view(self, request, extra_context=None):
+        self._sending_notice(request)
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        self._sending_notice(request)
+        return super().change_view(request, object_id, form_url, extra_context)

@@ -11,7 +11,7 @@ from core import tasks
 from core.models import Client, Mailing, Message
 from core.services import mailings as mailing_services
 
-from .base import OwnedAdmin
+from .base import OwnedAdmin, SendingNoticeMixin
 
 
 class MailingForm(forms.ModelForm):
@@ -44,7 +44,7 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Mailing)
-class MailingAdmin(OwnedAdmin):
+class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
     form = MailingForm
     list_display = (
         "title",
@@ -113,11 +113,16 @@ class MailingAdmin(OwnedAdmin):
     @admin.action(description=_("Send now"))
     def send_now(self, request, queryset):
         queued, refused, broken = [], [], []
-        for mailing in queryset.select_related("message"):
+        for mailing in queryset.select_related("message", "owner"):
             may_send = mailing.is_enabled and self.has_change_permission(
                 request, mailing
             )
-            if may_send and (problem := mailing.message.sending_problem()):
+            problem = mailing.owner.sending_refusal() or (
+                mailing.message.sending_problem()
+                and _("the message must be fixed first: %(problem)s")
+                % {"problem": mailing.message.sending_problem()}
+            )
+            if may_send and problem:
                 broken.append(f"{mailing.title} ({problem})")
                 continue
             (queued if may_send else refused).append(mailing)
@@ -138,8 +143,7 @@ class MailingAdmin(OwnedAdmin):
         if broken:
             self.message_user(
                 request,
-                _("Not sent: the message must be fixed first: %(titles)s")
-                % {"titles": "; ".join(broken)},
+                _("Not sent: %(titles)s") % {"titles": "; ".join(broken)},
                 messages.ERROR,
             )
         if refused:

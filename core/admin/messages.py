@@ -10,7 +10,7 @@ from core.models import Message
 from core.models.grants import perm_name
 from core.services import messages as message_services
 
-from .base import OwnedAdmin
+from .base import OwnedAdmin, SendingNoticeMixin
 
 
 class MessageForm(forms.ModelForm):
@@ -25,7 +25,7 @@ class MessageForm(forms.ModelForm):
 
 
 @admin.register(Message)
-class MessageAdmin(OwnedAdmin):
+class MessageAdmin(SendingNoticeMixin, OwnedAdmin):
     form = MessageForm
     list_display = ("subject", "problem", "created_at", "updated_at")
     search_fields = ("subject", "body")

@@ -1,11 +1,14 @@
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
+from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from core.models import User
-from core.services.accounts import users_set_active
+from core.services.accounts import users_set_active, users_set_sending
 
 
 class UserCreationAdminForm(UserCreationForm):
@@ -20,6 +23,14 @@ class UserChangeAdminForm(UserChangeForm):
         fields = "__all__"
 
 
+class SuspendSendingForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason, shown to the user"),
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     form = UserChangeAdminForm
@@ -28,6 +39,7 @@ class UserAdmin(DjangoUserAdmin):
         "email",
         "full_name",
         "is_active",
+        "sending",
         "email_verified_at",
         "is_staff",
         "date_joined",
@@ -35,7 +47,12 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ("is_active", "is_staff", "is_superuser", "groups")
     search_fields = ("email", "full_name")
     ordering = ("email",)
-    readonly_fields = ("last_login", "date_joined")
+    readonly_fields = (
+        "last_login",
+        "date_joined",
+        "sending_suspended_at",
+        "sending_suspended_reason",
+    )
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         (_("Personal info"), {"fields": ("full_name",)}),
@@ -44,6 +61,8 @@ class UserAdmin(DjangoUserAdmin):
             {
                 "fields": (
                     "is_active",
+                    "sending_suspended_at",
+                    "sending_suspended_reason",
                     "email_verified_at",
                     "is_staff",
                     "is_superuser",
@@ -54,7 +73,7 @@ class UserAdmin(DjangoUserAdmin):
         ),
         (_("Important dates"), {"fields": ("last_login", "date_joined")}),
     )
-    actions = ("block_users", "unblock_users")
+    actions = ("block_users", "unblock_users", "suspend_sending", "resume_sending")
     add_fieldsets = (
         (
             None,
@@ -73,11 +92,97 @@ class UserAdmin(DjangoUserAdmin):
         return (
             (None, {"fields": ("email",)}),
             (_("Personal info"), {"fields": ("full_name",)}),
-            (_("Access"), {"fields": ("is_active", "email_verified_at", "groups")}),
+            (
+                _("Access"),
+                {
+                    "fields": (
+                        "is_active",
+                        "sending_suspended_at",
+                        "sending_suspended_reason",
+                        "email_verified_at",
+                        "groups",
+                    )
+                },
+            ),
             (_("Important dates"), {"fields": ("last_login", "date_joined")}),
         )
 
+    @admin.display(description=_("may send"), boolean=True)
+    def sending(self, obj):
+        return obj.sending_suspended_at is None
+
     # --- manager actions -----------------------------------------------
+    def has_suspend_sending_permission(self, request):
+        return request.user.has_perm("core.suspend_sending")
+
+    @admin.action(
+        description=_("Suspend sending of selected users"),
+        permissions=["suspend_sending"],
+    )
+    def suspend_sending(self, request, queryset):
+        form = SuspendSendingForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            reason = form.cleaned_data["reason"]
+            changed, refused = users_set_sending(
+                users=queryset, suspended=True, actor=request.user, reason=reason
+            )
+            for user in changed:
+                self.log_change(
+                    request,
+                    user,
+                    _("Sending suspended: %(reason)s") % {"reason": reason},
+                )
+            self._report_sending(request, changed, refused, suspended=True)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Suspend sending"),
+            "opts": self.opts,
+            "users": queryset,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(
+            request, "admin/core/user/suspend_sending.html", context
+        )
+
+    @admin.action(
+        description=_("Resume sending of selected users"),
+        permissions=["suspend_sending"],
+    )
+    def resume_sending(self, request, queryset):
+        changed, refused = users_set_sending(
+            users=queryset, suspended=False, actor=request.user
+        )
+        for user in changed:
+            self.log_change(request, user, _("Sending resumed."))
+        self._report_sending(request, changed, refused, suspended=False)
+
+    def _report_sending(self, request, changed, refused, *, suspended):
+        if suspended:
+            text = ngettext(
+                "Sending suspended for %(count)d user.",
+                "Sending suspended for %(count)d users.",
+                len(changed),
+            )
+        else:
+            text = ngettext(
+                "Sending resumed for %(count)d user.",
+                "Sending resumed for %(count)d users.",
+                len(changed),
+            )
+        self.message_user(request, text % {"count": len(changed)}, messages.SUCCESS)
+        if refused:
+            self.message_user(
+                request,
+                _(
+                    "Left unchanged: %(users)s. Nobody can suspend themselves, "
+                    "a superuser or a manager."
+                )
+                % {"users": ", ".join(user.email for user in refused)},
+                messages.WARNING,
+            )
+
     def has_set_user_active_status_permission(self, request):
         return request.user.has_perm("core.set_user_active_status")
 

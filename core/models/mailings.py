@@ -8,6 +8,7 @@ from core.templating import template_error, template_unsafe, validate_template
 from .base import OwnedModel, OwnedQuerySet
 from .clients import Client
 from .scheduling import next_run_for, validate_schedule_moment
+from .users import sending_allowed_q
 
 # The fields a mailing's schedule is made of; `next_run_at` follows them.
 SCHEDULE_FIELDS = ("start_at", "end_at", "periodicity")
@@ -108,8 +109,9 @@ class MailingQuerySet(OwnedQuerySet):
         return self.filter(status__in=ACTIVE_STATUSES)
 
     def due(self, now):
-        """Mailings the scheduler must run now: enabled, owner not blocked."""
-        return self.active().filter(next_run_at__lte=now, owner__is_active=True)
+        """Mailings the scheduler must run now: enabled, their owner neither
+        blocked nor suspended."""
+        return self.active().filter(sending_allowed_q("owner__"), next_run_at__lte=now)
 
 
 class Mailing(OwnedModel):

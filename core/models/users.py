@@ -1,9 +1,22 @@
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+
+def sending_allowed_q(prefix: str = "") -> Q:
+    """The one rule for an owner whose mailings may go out: not blocked, and
+    sending not suspended by a manager. `prefix` reads it through a relation
+    (``sending_allowed_q("owner__")``)."""
+    return Q(
+        **{
+            f"{prefix}is_active": True,
+            f"{prefix}sending_suspended_at__isnull": True,
+        }
+    )
 
 
 class UserManager(BaseUserManager):
@@ -69,6 +82,21 @@ class User(AbstractBaseUser, PermissionsMixin):
     email_verified_at = models.DateTimeField(
         _("e-mail confirmed at"), null=True, blank=True
     )
+    sending_suspended_at = models.DateTimeField(
+        _("sending suspended at"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Set by a manager: none of the user's mailings goes out, by any "
+            "door, until it is lifted. Mailings keep their own switches."
+        ),
+    )
+    sending_suspended_reason = models.CharField(
+        _("why sending is suspended"),
+        max_length=500,
+        blank=True,
+        help_text=_("Shown to the user."),
+    )
     date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
 
     objects = UserManager()
@@ -81,7 +109,10 @@ class User(AbstractBaseUser, PermissionsMixin):
         verbose_name = _("user")
         verbose_name_plural = _("users")
         ordering = ["email"]
-        permissions = [("set_user_active_status", _("Can block and unblock users"))]
+        permissions = [
+            ("set_user_active_status", _("Can block and unblock users")),
+            ("suspend_sending", _("Can suspend and resume a user's sending")),
+        ]
         constraints = [
             models.UniqueConstraint(Lower("email"), name="user_email_ci_unique"),
         ]
@@ -92,6 +123,17 @@ class User(AbstractBaseUser, PermissionsMixin):
     def clean(self):
         super().clean()
         self.email = type(self).objects.normalize_email(self.email)
+
+    def sending_refusal(self) -> str:
+        """Why nothing of this user may be sent now ("" if it may)."""
+        if not self.is_active:
+            return str(_("The mailing's owner is blocked."))
+        if self.sending_suspended_at is not None:
+            return str(
+                _("Sending is suspended by a manager: %(reason)s")
+                % {"reason": self.sending_suspended_reason or _("no reason given")}
+            )
+        return ""
 
     @property
     def is_verified(self):

@@ -193,3 +193,35 @@ def users_set_active(*, users, active: bool, actor) -> tuple[list, list]:
                 user.save(update_fields=["is_active"])
                 changed.append(user)
     return changed, refused
+
+
+def users_set_sending(*, users, suspended: bool, actor, reason: str = "") -> tuple:
+    """A manager suspends or resumes users' sending; (changed, refused).
+
+    Never the actor themself, a superuser or another manager, as blocking.
+    A suspension stops every door of the send path (the schedule, "send
+    now", the command, deliveries under way, test e-mails) until resumed.
+    """
+    changed, refused = [], []
+    with transaction.atomic():
+        for user in users.select_for_update().prefetch_related("groups"):
+            protected = (
+                user.pk == actor.pk
+                or user.is_superuser
+                or any(group.name == MANAGERS for group in user.groups.all())
+            )
+            if protected:
+                refused.append(user)
+                continue
+            if suspended:
+                user.sending_suspended_at = user.sending_suspended_at or timezone.now()
+                user.sending_suspended_reason = reason.strip()
+            elif user.sending_suspended_at is None:
+                continue
+            else:
+                user.sending_suspended_at, user.sending_suspended_reason = None, ""
+            user.save(
+                update_fields=["sending_suspended_at", "sending_suspended_reason"]
+            )
+            changed.append(user)
+    return changed, refused

@@ -47,6 +47,8 @@ def message_preview(*, message) -> dict:
 
 def message_send_test(*, message, to: str) -> tuple[bool, str]:
     """Send the preview to one address; return (sent, error text)."""
+    if refusal := message.owner.sending_refusal():
+        return False, refusal
     preview = message_preview(message=message)
     if "error" in preview:
         return False, preview["error"]

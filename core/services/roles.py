@@ -25,6 +25,7 @@ ROLE_PERMISSIONS = {
     MANAGERS: [
         "core.view_user",
         "core.set_user_active_status",
+        "core.suspend_sending",
         "core.view_client",
         "core.view_message",
         "core.view_mailing",

@@ -531,7 +531,8 @@ def test_send_now_of_a_message_that_may_not_be_sent_says_why(
         HTTP_ACCEPT_LANGUAGE="en",
     )
     (note,) = [str(m) for m in response.context["messages"]]
-    assert note.startswith("Not sent: the message must be fixed first:")
+    assert note.startswith("Not sent: ")
+    assert "(the message must be fixed first: text: Line 1:" in note
     assert mailing.title in note and "ljust" in note
     assert not MailingRun.objects.exists() and not smtp_server.messages
 

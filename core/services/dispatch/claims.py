@@ -20,6 +20,7 @@ from django.db.models.functions import Now
 from core.models import Attempt, MailingRun
 from core.models.clients import subscribed_q
 from core.models.suppressions import suppressed_q
+from core.models.users import sending_allowed_q
 
 from .journal import HOST_TAG
 
@@ -37,7 +38,7 @@ def lease() -> timedelta:
 def claimable_runs(*, now, run_ids=None):
     """Runs whose queued attempts a worker may take now."""
     queryset = MailingRun.objects.filter(
-        owner__is_active=True, mailing__is_enabled=True
+        sending_allowed_q("owner__"), mailing__is_enabled=True
     ).filter(
         Q(status__in=[MailingRun.Status.QUEUED, MailingRun.Status.RUNNING])
         | Q(status=MailingRun.Status.PAUSED, paused_until__lte=now)

@@ -109,7 +109,8 @@ def _open_scheduled_run(mailing, *, now) -> Summary:
 
 
 class NotSendable(Exception):
-    """A mailing a manager switched off, or whose owner is blocked."""
+    """A mailing a manager switched off, whose owner is blocked or suspended,
+    or whose message may not be sent."""
 
 
 def run_open_now(*, mailing_id: int, now=None) -> MailingRun:
@@ -132,8 +133,8 @@ def run_open_now(*, mailing_id: int, now=None) -> MailingRun:
             raise NotSendable(_("The mailing no longer exists."))
         if not mailing.is_enabled:
             raise NotSendable(_("The mailing is switched off by a manager."))
-        if not mailing.owner.is_active:
-            raise NotSendable(_("The mailing's owner is blocked."))
+        if refusal := mailing.owner.sending_refusal():
+            raise NotSendable(refusal)
         if problem := mailing.message.sending_problem():
             raise NotSendable(
                 _("The message cannot be sent: %(problem)s") % {"problem": problem}
