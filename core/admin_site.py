@@ -6,6 +6,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from core.services import throttles
 from core.services.dashboard import dashboard_figures
 
 
@@ -37,3 +38,23 @@ class MailingAdminSite(admin.AdminSite):
             )
         next_url = request.GET.get("next") or reverse("admin:index")
         return redirect(f"{reverse('login')}?{urlencode({'next': next_url})}")
+
+    def password_change(self, request, extra_context=None):
+        """Django's page, with wrong current passwords throttled per account
+        as on the profile page."""
+        if request.method == "POST" and throttles.password_check_limited(request):
+            return TemplateResponse(
+                request,
+                "core/accounts/too_many.html",
+                {**self.each_context(request), "title": _("Too many attempts")},
+                status=429,
+            )
+        response = super().password_change(request, extra_context)
+        form = getattr(response, "context_data", {}).get("form")
+        if (
+            request.method == "POST"
+            and form is not None
+            and form.has_error("old_password")
+        ):
+            throttles.password_check_limited(request, failed=True)
+        return response

@@ -85,19 +85,16 @@ class EmailAuthenticationForm(AuthenticationForm):
                 self.request, username=email, password=password
             )
             if self.user_cache is None:
-                self._reject_blocked(email, password)
+                # The backend refuses blocked users like wrong passwords; only
+                # someone who knows the password learns that the account is
+                # blocked (core/backends.py), at the cost of a wrong one.
+                if getattr(self.request, "login_refused_blocked", False):
+                    raise forms.ValidationError(
+                        self.error_messages["inactive"], code="inactive"
+                    )
                 raise self.get_invalid_login_error()
             self.confirm_login_allowed(self.user_cache)
         return self.cleaned_data
-
-    def _reject_blocked(self, email, password):
-        # The backend refuses blocked users like wrong passwords; only someone
-        # who knows the password learns that the account is blocked.
-        user = User.objects.filter(email__iexact=email, is_active=False).first()
-        if user is not None and user.check_password(password):
-            raise forms.ValidationError(
-                self.error_messages["inactive"], code="inactive"
-            )
 
     def confirm_login_allowed(self, user):
         super().confirm_login_allowed(user)

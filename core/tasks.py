@@ -10,9 +10,10 @@ from django_q.brokers import get_broker
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from .services import dispatch
+from .services import accounts, dispatch
 
 SCHEDULE_NAME = "dispatch mailings"
+PURGE_SCHEDULE_NAME = "purge unconfirmed accounts"
 
 
 def queue(func: str, *args) -> None:
@@ -23,6 +24,11 @@ def queue(func: str, *args) -> None:
 def tick():
     """Run by the schedule every DISPATCH_PERIOD_MINUTES."""
     return _open_and_deliver(dispatch.dispatch_tick(deliver_here=False))
+
+
+def purge_unverified():
+    """Run daily: accounts nobody confirmed lapse."""
+    return f"unconfirmed accounts deleted: {accounts.users_purge_unverified()}"
 
 
 def send_now(mailing_id: int):
@@ -65,13 +71,21 @@ def fan_out(count: int | None = None, *, share: int | None = None) -> int:
 
 
 def schedule_ensure(**kwargs) -> None:
-    """Create or update the dispatch schedule; run after every migrate."""
+    """Create or update the schedules; run after every migrate."""
     Schedule.objects.update_or_create(
         name=SCHEDULE_NAME,
         defaults={
             "func": "core.tasks.tick",
             "schedule_type": Schedule.MINUTES,
             "minutes": settings.DISPATCH_PERIOD_MINUTES,
+            "repeats": -1,
+        },
+    )
+    Schedule.objects.update_or_create(
+        name=PURGE_SCHEDULE_NAME,
+        defaults={
+            "func": "core.tasks.purge_unverified",
+            "schedule_type": Schedule.DAILY,
             "repeats": -1,
         },
     )

@@ -17,25 +17,33 @@ from django.views.decorators.http import require_http_methods, require_safe
 from django_ratelimit.decorators import ratelimit
 
 from .forms import EmailAuthenticationForm, EmailForm, ProfileForm, SignupForm
-from .services import accounts, blog, site
+from .services import accounts, blog, site, throttles
 from .services.unsubscribe import client_for_unsubscribe, client_unsubscribe
 
-# Mail-sending forms: a handful per hour from one address (IP) or for one
-# e-mail, enough for a person, too few for a bot.
-MAIL_RATE_PER_IP = "10/h"
-MAIL_RATE_PER_EMAIL = "3/h"
 TOO_MANY = _("Too many requests. Please wait a while and try again.")
 MAIL_FAILED = _(
     "We could not send the e-mail right now. Please try again in a few minutes."
 )
 
 
+def refused(form, text=TOO_MANY):
+    """An unbound form that shows one error: nothing in it was checked."""
+    form.cleaned_data = {}
+    form.add_error(None, text)
+    return form
+
+
 def throttle_mail(view):
     """Limit a view that sends mail, per client IP and per submitted e-mail."""
     per_email = ratelimit(
-        key="post:email", rate=MAIL_RATE_PER_EMAIL, method="POST", block=False
+        key=throttles.submitted_email,
+        rate=throttles.MAIL_RATE_PER_EMAIL,
+        method="POST",
+        block=False,
     )
-    per_ip = ratelimit(key="ip", rate=MAIL_RATE_PER_IP, method="POST", block=False)
+    per_ip = ratelimit(
+        key="ip", rate=throttles.MAIL_RATE_PER_IP, method="POST", block=False
+    )
     return per_ip(per_email(view))
 
 
@@ -109,8 +117,12 @@ def signup_done(request):
     )
 
 
+@require_http_methods(["GET", "POST"])
 def verify(request, uidb64, token):
-    outcome, user = accounts.user_verify(uidb64=uidb64, token=token)
+    """GET shows a button; only its POST confirms the address."""
+    outcome, user = accounts.user_verify(
+        uidb64=uidb64, token=token, confirm=request.method == "POST"
+    )
     status = 400 if outcome == "invalid" else 200
     return render(
         request, "core/accounts/verify.html", {"outcome": outcome}, status=status
@@ -140,6 +152,25 @@ class LoginView(auth_views.LoginView):
     form_class = EmailAuthenticationForm
     template_name = "core/accounts/login.html"
     redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username", "")
+        if throttles.login_account_limited(request, username=username):
+            # Nothing is checked, so no password is hashed either.
+            form = refused(self.form_class(request, initial={"username": username}))
+            response = self.render_to_response(self.get_context_data(form=form))
+            response.status_code = 429
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        if form.has_error("__all__", "invalid_login"):
+            throttles.login_account_limited(
+                self.request,
+                username=self.request.POST.get("username", ""),
+                failed=True,
+            )
+        return super().form_invalid(form)
 
 
 class LogoutView(auth_views.LogoutView):
@@ -208,15 +239,23 @@ def profile(request):
         profile_form.save()
         messages.success(request, _("Your profile has been saved."))
         return redirect("profile")
-    if action == "password" and password_form.is_valid():
-        user = password_form.save()
-        update_session_auth_hash(request, user)
-        messages.success(request, _("Your password has been changed."))
-        return redirect("profile")
+    status = 200
+    if action == "password":
+        if throttles.password_check_limited(request):
+            password_form = refused(PasswordChangeForm(request.user))
+            status = 429
+        elif password_form.is_valid():
+            user = password_form.save()
+            update_session_auth_hash(request, user)
+            messages.success(request, _("Your password has been changed."))
+            return redirect("profile")
+        elif password_form.has_error("old_password"):
+            throttles.password_check_limited(request, failed=True)
     return render(
         request,
         "core/accounts/profile.html",
         {"profile_form": profile_form, "password_form": password_form},
+        status=status,
     )
 
 

@@ -125,7 +125,7 @@ AUTH_USER_MODEL = "core.User"
 AUTHENTICATION_BACKENDS = [
     # django-axes must come first so a locked-out address never reaches the others.
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "core.backends.AccountBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -143,6 +143,9 @@ LOGIN_REDIRECT_URL = "/admin/"
 LOGOUT_REDIRECT_URL = "home"
 # Verification and password-reset links stay valid for three days.
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600)
+# Accounts nobody confirmed are deleted after this many days (a daily task),
+# and the address may sign up afresh.
+UNVERIFIED_ACCOUNT_DAYS = env.int("UNVERIFIED_ACCOUNT_DAYS", default=7)
 
 # django-guardian: no anonymous user row (our users have no username).
 ANONYMOUS_USER_NAME = None
@@ -153,6 +156,15 @@ GUARDIAN_RAISE_403 = False
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Behind proxies the visitor's address comes from X-Forwarded-For, counted
+# from the right past this many trusted proxies (core/clientip.py); 0 reads
+# the connection's own address. Lockouts and throttles share it.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "core.clientip.client_ip"
+RATELIMIT_IP_META_KEY = "core.clientip.client_ip"
+# Past the per-address lockout, one account takes at most this many wrong
+# passwords an hour from all addresses together (core.views.LoginView).
+LOGIN_FAILURES_PER_ACCOUNT = env.str("LOGIN_FAILURES_PER_ACCOUNT", default="30/h")
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "core/accounts/locked_out.html"
 AXES_USERNAME_CALLABLE = "core.services.accounts.axes_username"

@@ -1,13 +1,16 @@
 """Accounts: signup, e-mail verification and the mail that goes with them."""
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
+from django.contrib.sessions.models import Session
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -92,7 +95,14 @@ def user_signup(*, email: str, full_name: str, password: str) -> bool:
     User = get_user_model()
     email = User.objects.normalize_email(email)
     existing = User.objects.filter(email__iexact=email).first()
+    if existing is not None and _expired_unverified(existing):
+        # Its link has lapsed and nobody confirmed it: the address is free.
+        existing.delete()
+        existing = None
     if existing is not None:
+        # As long as creating an account takes: the answer's delay must not
+        # tell a stranger that the address is registered.
+        make_password(password)
         return mail_send_templated(
             to=existing.email,
             template="already_registered",
@@ -102,11 +112,42 @@ def user_signup(*, email: str, full_name: str, password: str) -> bool:
                 "reset_url": absolute_url(reverse("password_reset")),
             },
         )
-    with transaction.atomic():
-        user = User.objects.create_user(
-            email=email, password=password, full_name=full_name.strip()
-        )
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(
+                email=email, password=password, full_name=full_name.strip()
+            )
+    except IntegrityError:
+        # A signup for the same address won the race a moment ago; this one
+        # gets the same page, and that one's mail is on its way.
+        return True
     return user_send_verification(user=user)
+
+
+def _unverified_cutoff():
+    return timezone.now() - timedelta(days=settings.UNVERIFIED_ACCOUNT_DAYS)
+
+
+def _expired_unverified(user) -> bool:
+    return (
+        not user.is_verified
+        and not user.is_superuser
+        and user.last_login is None
+        and user.date_joined < _unverified_cutoff()
+    )
+
+
+def users_purge_unverified() -> int:
+    """Delete accounts nobody confirmed within UNVERIFIED_ACCOUNT_DAYS: a
+    stranger's signup with someone else's address lapses. Returns how many."""
+    User = get_user_model()
+    deleted, _ = User.objects.filter(
+        email_verified_at__isnull=True,
+        is_superuser=False,
+        last_login__isnull=True,
+        date_joined__lt=_unverified_cutoff(),
+    ).delete()
+    return deleted
 
 
 def user_resend_verification(*, email: str) -> bool:
@@ -135,12 +176,14 @@ def user_from_uidb64(uidb64: str):
         return None
 
 
-def user_verify(*, uidb64: str, token: str) -> tuple[str, object]:
-    """Confirm an e-mail address from a link.
+def user_verify(*, uidb64: str, token: str, confirm: bool) -> tuple[str, object]:
+    """Confirm an e-mail address from a link, once the person pressed the
+    button on its page (`confirm`): opening the link alone changes nothing,
+    so a mail scanner that follows links confirms nobody's account.
 
-    Returns ("verified", user) on first use, ("already", user) when the account
-    is already confirmed, and ("invalid", None) for a tampered, expired or
-    unknown link.
+    Returns ("confirm", user) for a valid link not yet pressed, ("verified",
+    user) on first use, ("already", user) when the account is already
+    confirmed, and ("invalid", None) for a tampered, expired or unknown link.
     """
     user = user_from_uidb64(uidb64)
     if user is None:
@@ -150,6 +193,8 @@ def user_verify(*, uidb64: str, token: str) -> tuple[str, object]:
         if user.is_verified and _token_was_issued_for(user, token):
             return "already", user
         return "invalid", None
+    if not confirm:
+        return "confirm", user
     user_mark_verified(user=user)
     return "verified", user
 
@@ -175,8 +220,9 @@ def users_set_active(*, users, active: bool, actor) -> tuple[list, list]:
     """A manager blocks or unblocks users.
 
     Never the actor themself, a superuser or another manager. Blocking ends
-    the user's sessions at once: the authentication backend refuses inactive
-    users on every request. Returns (changed, refused) lists of users.
+    the user's sessions at once: they are deleted, and the authentication
+    backend refuses inactive users on every request anyway. Returns
+    (changed, refused) lists of users.
     """
     changed, refused = [], []
     with transaction.atomic():
@@ -192,7 +238,27 @@ def users_set_active(*, users, active: bool, actor) -> tuple[list, list]:
                 user.is_active = active
                 user.save(update_fields=["is_active"])
                 changed.append(user)
+    if not active:
+        sessions_end(user_ids={user.pk for user in changed})
     return changed, refused
+
+
+def sessions_end(*, user_ids) -> int:
+    """Delete the users' sessions, so unblocking never brings an old cookie
+    back. Sessions name their user only inside their signed data: the
+    unexpired ones are read (a blocking is rare; sessions are few)."""
+    if not user_ids:
+        return 0
+    wanted = {str(pk) for pk in user_ids}
+    ended = [
+        session.pk
+        for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator(
+            chunk_size=2000
+        )
+        if session.get_decoded().get("_auth_user_id") in wanted
+    ]
+    Session.objects.filter(pk__in=ended).delete()
+    return len(ended)
 
 
 def users_set_sending(*, users, suspended: bool, actor, reason: str = "") -> tuple:

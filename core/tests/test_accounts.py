@@ -66,7 +66,13 @@ def test_newcomer_signs_up_confirms_and_lands_in_the_admin(client, mailoutbox):
     assert reverse("verify_resend") in refused.content.decode()
     assert "_auth_user_id" not in client.session
 
-    confirmed = client.get(link)
+    # Opening the link asks; only its button confirms (a mail scanner that
+    # follows links confirms nothing).
+    opened = client.get(link)
+    assert opened.status_code == 200 and opened.context["outcome"] == "confirm"
+    user.refresh_from_db()
+    assert user.email_verified_at is None
+    confirmed = client.post(link)
     assert confirmed.status_code == 200
     user.refresh_from_db()
     assert user.email_verified_at is not None
@@ -147,7 +153,7 @@ def test_tampered_verification_link_is_refused(client):
 def test_used_verification_link_says_already_confirmed(client):
     user = UserFactory()
     path = "/" + user_verification_link(user=user).split("/", 3)[3]
-    assert client.get(path).status_code == 200
+    assert client.post(path).status_code == 200
     first_confirmation = User.objects.get(pk=user.pk).email_verified_at
     again = client.get(path)
     assert again.status_code == 200
@@ -372,6 +378,259 @@ class RefusingBackend:
 def test_verified_user_lands_in_clients_group_once(client):
     user = UserFactory()
     path = "/" + user_verification_link(user=user).split("/", 3)[3]
-    client.get(path)
-    client.get(path)
+    client.post(path)
+    client.post(path)
     assert Group.objects.get(name="clients").user_set.filter(pk=user.pk).count() == 1
+
+
+# --- what a stranger with a fresh account tried ---------------------------
+
+
+def test_mail_throttle_counts_an_address_however_it_is_spelled(client, mailoutbox):
+    UserFactory(email="victim@example.org")
+    spellings = [
+        "victim@example.org",
+        "Victim@example.org",
+        " victim@example.org",
+        "victim@Example.org",
+        "VICTIM@EXAMPLE.ORG",
+    ]
+    statuses = [
+        client.post(reverse("verify_resend"), {"email": email}).status_code
+        for email in spellings
+    ]
+    assert statuses == [200, 200, 200, 429, 429]
+    assert len(mailoutbox) == 3
+
+
+def visitor(address):
+    """A request as it reaches the site through one nginx in front."""
+    return {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": address}
+
+
+def login_from(client, address, email, password=PASSWORD):
+    return client.post(
+        reverse("login"), {"username": email, "password": password}, **visitor(address)
+    )
+
+
+def test_client_address_behind_trusted_proxies_cannot_be_forged(rf, settings):
+    from core.clientip import client_ip
+
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert client_ip(rf.get("/", **visitor("203.0.113.7"))) == "203.0.113.7"
+    forged = visitor("198.51.100.1, 203.0.113.7")  # the visitor wrote the first
+    assert client_ip(rf.get("/", **forged)) == "203.0.113.7"
+    settings.TRUSTED_PROXY_COUNT = 2  # a CDN, then nginx
+    cdn = visitor("198.51.100.1, 203.0.113.7, 192.0.2.10")
+    assert client_ip(rf.get("/", **cdn)) == "203.0.113.7"
+    settings.TRUSTED_PROXY_COUNT = 0  # no proxy: the header is the visitor's
+    assert client_ip(rf.get("/", **visitor("203.0.113.7"))) == "127.0.0.1"
+
+
+def test_behind_the_proxy_one_strangers_resets_do_not_close_reset_for_all(
+    client, settings, mailoutbox
+):
+    settings.TRUSTED_PROXY_COUNT = 1
+    for n in range(12):
+        client.post(
+            reverse("password_reset"),
+            {"email": f"nobody{n}@example.org"},
+            **visitor("203.0.113.7"),
+        )
+    UserFactory(email="someone@example.org", verified=True)
+    other = client.post(
+        reverse("password_reset"),
+        {"email": "someone@example.org"},
+        **visitor("198.51.100.20"),
+    )
+    assert other.status_code == 302
+    assert [mail.to for mail in mailoutbox] == [["someone@example.org"]]
+
+
+def test_behind_the_proxy_a_strangers_wrong_passwords_lock_only_the_stranger(
+    client, settings
+):
+    settings.TRUSTED_PROXY_COUNT = 1
+    user = UserFactory(email="target@example.com", verified=True)
+    for _ in range(5):
+        login_from(client, "203.0.113.7", user.email, password="guess")
+    assert login_from(client, "203.0.113.7", user.email).status_code == 429
+    owner = login_from(client, "198.51.100.20", user.email)
+    assert owner.status_code == 302 and client.session["_auth_user_id"]
+
+
+def test_one_account_takes_only_so_many_wrong_passwords_from_all_addresses(
+    client, settings
+):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.LOGIN_FAILURES_PER_ACCOUNT = "6/h"
+    user = UserFactory(email="target@example.com", verified=True)
+    for n in range(6):
+        login_from(client, f"203.0.113.{n}", user.email, password="guess")
+    refused = login_from(client, "198.51.100.20", user.email)
+    assert refused.status_code == 429
+    assert "_auth_user_id" not in client.session
+    other = UserFactory(email="other@example.com", verified=True)
+    assert login_from(client, "198.51.100.20", other.email).status_code == 302
+
+
+@pytest.fixture
+def hashes(monkeypatch):
+    """How many password hashes a request computes (each is ~240 ms in
+    production: the count is what a stranger can time)."""
+    from django.contrib.auth.hashers import MD5PasswordHasher
+
+    calls = []
+    encode = MD5PasswordHasher.encode
+    monkeypatch.setattr(
+        MD5PasswordHasher,
+        "encode",
+        lambda self, *args, **kwargs: calls.append(1) or encode(self, *args, **kwargs),
+    )
+    return calls
+
+
+def test_signup_with_a_taken_address_costs_what_a_new_one_costs(client, hashes):
+    UserFactory(email="taken@example.com", verified=True)
+    hashes.clear()
+    signup(client, email="taken@example.com")
+    taken = len(hashes)
+    hashes.clear()
+    signup(client, email="new@example.com")
+    assert taken == len(hashes) >= 1
+
+
+def test_a_wrong_password_for_a_blocked_account_costs_what_any_other_costs(
+    client, hashes
+):
+    UserFactory(email="blocked@example.com", verified=True, is_active=False)
+    UserFactory(email="open@example.com", verified=True)
+    costs = {}
+    for email in ("blocked@example.com", "open@example.com", "nobody@example.com"):
+        hashes.clear()
+        login(client, email, password="wrong-password")
+        costs[email] = len(hashes)
+    assert len(set(costs.values())) == 1, costs
+    # The right password still tells the blocked person why.
+    assert (
+        login(client, "blocked@example.com")
+        .context["form"]
+        .has_error("__all__", code="inactive")
+    )
+
+
+def test_a_mail_scanner_opening_the_link_confirms_nothing(client, mailoutbox):
+    signup(client, email="someone-else@example.org")
+    link = link_in(mailoutbox[0])
+    for _ in range(3):
+        assert client.get(link).context["outcome"] == "confirm"
+    assert not User.objects.get().is_verified
+
+
+def test_the_name_a_stranger_typed_never_reaches_an_unconfirmed_address(
+    client, mailoutbox
+):
+    bait = "Visit evil.example for your prize"
+    data = {"full_name": bait}
+    signup(client, email="victim@example.org", **data)
+    signup(client, email="victim@example.org", **data)  # the notice, too
+    assert len(mailoutbox) == 2
+    for mail in mailoutbox:
+        assert bait not in mail.body and bait not in mail.subject
+        assert all(bait not in body for body, _ in mail.alternatives)
+
+
+def test_unconfirmed_accounts_lapse_and_the_address_can_sign_up_again(
+    client, settings, mailoutbox
+):
+    from core.services.accounts import users_purge_unverified
+
+    stale = UserFactory(email="late@example.org")
+    User.objects.filter(pk=stale.pk).update(
+        date_joined=timezone.now()
+        - timedelta(days=settings.UNVERIFIED_ACCOUNT_DAYS + 1)
+    )
+    fresh = UserFactory(email="fresh@example.org")
+    confirmed = UserFactory(email="old@example.org", verified=True)
+    User.objects.filter(pk=confirmed.pk).update(date_joined=stale.date_joined)
+    signup(client, email="late@example.org")
+    assert [mail.to for mail in mailoutbox] == [["late@example.org"]]
+    assert "/verify/" in mailoutbox[0].body  # a new account, not the notice
+    User.objects.filter(email="late@example.org").update(
+        date_joined=timezone.now() - timedelta(days=30)
+    )
+    assert users_purge_unverified() == 1
+    assert set(User.objects.values_list("pk", flat=True)) == {fresh.pk, confirmed.pk}
+
+
+def test_unblocking_does_not_bring_an_old_session_back(client, client_user, manager):
+    from django.test import Client as Browser
+
+    client.force_login(client_user)
+    assert client.get("/admin/").status_code == 200
+    desk = Browser()
+    desk.force_login(manager)
+    for action in ("block_users", "unblock_users"):
+        desk.post(
+            reverse("admin:core_user_changelist"),
+            {"action": action, "_selected_action": [client_user.pk]},
+        )
+    response = client.get("/admin/", follow=True)
+    assert response.redirect_chain[-1][0].startswith(reverse("login"))
+
+
+def test_guessing_the_current_password_on_the_profile_is_throttled(client, client_user):
+    client.force_login(client_user)
+
+    def change(old):
+        return client.post(
+            reverse("profile"),
+            {
+                "action": "password",
+                "old_password": old,
+                "new_password1": NEW_PASSWORD,
+                "new_password2": NEW_PASSWORD,
+            },
+        )
+
+    assert [change(f"guess-{n}").status_code for n in range(5)] == [200] * 5
+    refused = change(PASSWORD)  # even the right one, for a while
+    assert refused.status_code == 429
+    client_user.refresh_from_db()
+    assert client_user.check_password(PASSWORD)
+
+
+def test_guessing_the_current_password_in_the_admin_is_throttled(client, client_user):
+    client.force_login(client_user)
+    url = reverse("admin:password_change")
+    data = {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    for n in range(5):
+        assert (
+            client.post(url, {**data, "old_password": f"guess-{n}"}).status_code == 200
+        )
+    refused = client.post(url, {**data, "old_password": PASSWORD})
+    assert refused.status_code == 429
+    client_user.refresh_from_db()
+    assert client_user.check_password(PASSWORD)
+
+
+def test_signups_racing_for_one_address_all_get_the_signup_page(
+    client, monkeypatch, mailoutbox
+):
+    """Another signup committed between this one's lookup and its insert."""
+    from django.db.models import QuerySet
+
+    UserFactory(email="racer@example.org")  # the other request's account
+    first, missed = QuerySet.first, []
+
+    def lookup_before_the_other_committed(self):
+        if not missed:
+            missed.append(True)
+            return None
+        return first(self)
+
+    monkeypatch.setattr(QuerySet, "first", lookup_before_the_other_committed)
+    response = signup(client, email="racer@example.org")
+    assert response.status_code == 302 and response.url == reverse("signup_done")
+    assert User.objects.filter(email="racer@example.org").count() == 1

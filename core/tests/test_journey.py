@@ -319,6 +319,7 @@ def test_reader_signs_up_sends_a_mailing_and_a_manager_oversees_it(
             link = re.search(r"https?://\S+/verify/\S+/", mailoutbox[0].body)
             assert link, mailoutbox[0].body
             page.goto(link.group(0))
+            page.locator("#verify-form button[type=submit]").click()
             expect(page.locator("main a[href='/login/']").first).to_be_visible()
             owner = User.objects.get(email=OWNER_EMAIL)
             assert owner.is_verified
