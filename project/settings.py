@@ -373,6 +373,8 @@ JAZZMIN_UI_TWEAKS = {"theme": "cerulean"}
 # Recipient CSV import/export (core.services.recipients, the recipients admin).
 # Uploads above this size are refused before they are read.
 IMPORT_EXPORT_CLIENTS_MAX_UPLOAD_SIZE = 20 * 1024 * 1024
+# Uploads waiting for "Confirm import": one per user, an hour at most.
+IMPORT_UPLOAD_DIR = env.path("IMPORT_UPLOAD_DIR", default=VAR_DIR / "imports")
 # For any export through django-import-export's own pipeline. That pipeline
 # only strips a leading "=" (4.4), so the recipients' streaming export quotes
 # cells starting with = + - @ tab or CR itself (services.recipients.export).

@@ -34,11 +34,15 @@ from core.services.recipients import (
     clients_import_max_bytes,
     suppressed_note,
 )
+from core.services.recipients.uploads import (
+    CONFIRM_MAX_AGE,
+    UploadStorage,
+    upload_is_users,
+    upload_keep,
+)
 
 logger = logging.getLogger(__name__)
 
-# How long an uploaded file waits for its "Confirm import".
-CONFIRM_MAX_AGE = 60 * 60
 EXPIRED = _("This upload has expired. Please upload the file again.")
 
 
@@ -96,6 +100,8 @@ class ClientConfirmImportForm(ConfirmImportForm):
             )
         except signing.BadSignature as error:
             raise forms.ValidationError(EXPIRED) from error
+        if not upload_is_users(name=name, user_id=self.user.pk):
+            raise forms.ValidationError(EXPIRED)
         return os.path.basename(name)
 
 
@@ -111,6 +117,7 @@ class RecipientCSVMixin(ImportExportMixin):
     import_form_class = ClientImportForm
     confirm_form_class = ClientConfirmImportForm
     import_template_name = "admin/core/client/import.html"
+    tmp_storage_class = UploadStorage
     # One history entry per recipient would bury every other action under a
     # 100,000-row import; the import is logged once instead.
     skip_admin_log = True
@@ -142,8 +149,11 @@ class RecipientCSVMixin(ImportExportMixin):
     def get_confirm_form_initial(self, request, import_form):
         initial = super().get_confirm_form_initial(request, import_form)
         if import_form is not None:
+            kept = upload_keep(
+                name=initial["import_file_name"], user_id=request.user.pk
+            )
             initial["import_file_name"] = ClientConfirmImportForm.sign(
-                user=request.user, name=initial["import_file_name"]
+                user=request.user, name=kept
             )
         return initial
 
@@ -188,11 +198,9 @@ class RecipientCSVMixin(ImportExportMixin):
         return self._import_page(request, response)
 
     def process_result(self, result, request):
-        if issues := result.issues():
+        if error := result.error():
             # The list changed between the check and the confirmation.
-            return self._import_page(
-                request, import_errors=ClientImportError(issues).listing()
-            )
+            return self._import_page(request, import_errors=error.listing())
         return super().process_result(result, request)
 
     def add_success_message(self, result, request):
@@ -250,8 +258,8 @@ class RecipientCSVMixin(ImportExportMixin):
         # The page shows the summary and the problems; the library's result,
         # every row of the file, is not kept for it.
         if (result := context.pop("result", None)) is not None:
-            if issues := result.issues():
-                errors += ClientImportError(issues).listing()
+            if error := result.error():
+                errors += error.listing()
             else:
                 context["summary"] = result.summary(dry_run=True)
         context.update(

@@ -1,13 +1,19 @@
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .base import OwnedQuerySet
-from .markup import SLUG_RESERVED, article_body_html, article_slug_base
+from .markup import (
+    ARTICLE_SOURCE_MAX_LENGTH,
+    SLUG_RESERVED,
+    article_body_html,
+    article_slug_base,
+)
 
 ARTICLE_TITLE_MAX_LENGTH = 200
 # The cover formats we accept, and the extension each is stored under.
@@ -75,6 +81,8 @@ class Article(models.Model):
     )
     source = models.TextField(
         _("text"),
+        max_length=ARTICLE_SOURCE_MAX_LENGTH,
+        validators=[MaxLengthValidator(ARTICLE_SOURCE_MAX_LENGTH)],
         help_text=_(
             "Markdown: **bold**, *italic*, [link](https://example.com), "
             "lists, > quotes, ## headings. HTML is cleaned of anything unsafe."
@@ -129,7 +137,9 @@ class Article(models.Model):
         return self.title
 
     def save(self, *args, **kwargs):
-        self.body = article_body_html(source=self.source, html=self.body)
+        if getattr(self, "_markup_loaded", None) != (self.source, self.body):
+            self.body = article_body_html(source=self.source, html=self.body)
+            self._markup_loaded = (self.source, self.body)
         if not self._state.adding and kwargs.get("update_fields") is None:
             # Views are counted by UPDATEs of their own; an edit saved in the
             # meantime must not write back the count it loaded.
@@ -161,6 +171,17 @@ class Article(models.Model):
 
     def get_absolute_url(self):
         return reverse("blog_article", args=[self.slug])
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        article = super().from_db(db, field_names, values)
+        # What the body was made from, so a save that changes neither (an
+        # approval, a rejection) does not render the Markdown again.
+        article._markup_loaded = (
+            article.__dict__.get("source"),
+            article.__dict__.get("body"),
+        )
+        return article
 
     def _title_changed(self) -> bool:
         if self.pk is None:

@@ -1,3 +1,4 @@
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
@@ -5,6 +6,8 @@ from django.utils.translation import gettext_lazy as _
 
 from .base import OwnedModel, OwnedQuerySet
 from .suppressions import Suppression, email_normalize, suppressed_q
+
+COMMENT_MAX_LENGTH = 2000
 
 
 def subscribed_q(prefix: str = "") -> Q:
@@ -29,7 +32,12 @@ class Client(OwnedModel):
 
     email = models.EmailField(_("e-mail"), max_length=254)
     full_name = models.CharField(_("full name"), max_length=255, blank=True)
-    comment = models.TextField(_("comment"), blank=True)
+    comment = models.TextField(
+        _("comment"),
+        blank=True,
+        max_length=COMMENT_MAX_LENGTH,
+        validators=[MaxLengthValidator(COMMENT_MAX_LENGTH)],
+    )
     unsubscribed_at = models.DateTimeField(
         _("unsubscribed at"),
         null=True,

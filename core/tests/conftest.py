@@ -71,10 +71,11 @@ def inline_tasks(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _dispatch_settings(settings, tmp_path):
-    """Quick retries and a journal directory of each test's own."""
+    """Quick retries; a journal and an upload directory of each test's own."""
     settings.SMTP_RETRY_BACKOFF = 0
     settings.SMTP_RATE_LIMIT = ""
     settings.DISPATCH_JOURNAL_DIR = tmp_path / "journal"
+    settings.IMPORT_UPLOAD_DIR = tmp_path / "imports"
 
 
 def pytest_collection_modifyitems(config, items):

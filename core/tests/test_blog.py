@@ -723,3 +723,81 @@ def test_what_hides_after_the_picture_is_dropped(media):
     cleaned = form.cleaned_data["image"]
     cleaned.seek(0)
     assert b"<script>" not in cleaned.read()
+
+
+def test_an_animation_of_huge_frames_is_refused_before_a_frame_is_decoded(
+    media, monkeypatch
+):
+    """12 frames of 6000×6000 in a 331 KB GIF took 1.2 GB to decode."""
+    frames = [Image.new("P", (6000, 6000), colour) for colour in range(2)]
+    buffer = BytesIO()
+    frames[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=[frames[n % 2] for n in range(1, 12)],
+    )
+    del frames
+    assert len(buffer.getvalue()) < 400_000
+
+    def must_not_decode(self, *args, **kwargs):
+        raise AssertionError("a frame of the animation was decoded")
+
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", must_not_decode)
+    form = form_with_image(SimpleUploadedFile("cover.gif", buffer.getvalue()))
+    assert not form.is_valid()
+    assert form.errors["image"] == [
+        "The animation is too large (12 frames of 6000×6000 pixels)."
+    ]
+
+
+def test_a_small_animation_keeps_its_frames(media):
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    frames = [Image.new("RGB", (40, 30), colour) for colour in colours]
+    buffer = BytesIO()
+    frames[0].save(
+        buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100
+    )
+    form = form_with_image(SimpleUploadedFile("cover.gif", buffer.getvalue()))
+    assert form.is_valid(), form.errors
+    cleaned = form.cleaned_data["image"]
+    cleaned.seek(0)
+    with Image.open(cleaned) as stored:
+        assert stored.n_frames == 3
+
+
+# --- markdown bounds -----------------------------------------------------------
+
+
+def test_markdown_that_was_quadratic_renders_at_once():
+    """'[' * 20000 took a minute with Python-Markdown; the parser is now
+    markdown-it-py, linear on it. Checked by the output, not a clock."""
+    html_text = markup.article_body_html(source="[" * 20_000)
+    assert html_text == "<p>" + "[" * 20_000 + "</p>"
+
+
+def test_a_source_past_the_cap_is_refused_with_a_clear_message(client, anna):
+    client.force_login(anna)
+    too_long = "а" * (markup.ARTICLE_SOURCE_MAX_LENGTH + 1)
+    response = client.post(url("add"), article_form(source=too_long, submit="on"))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["source"]
+    assert not Article.objects.exists()
+
+
+def test_approving_an_article_does_not_render_its_markdown_again(
+    anna, manager, monkeypatch
+):
+    article = ArticleFactory(author=anna, status=Article.Status.PENDING)
+    rendered = []
+    monkeypatch.setattr(
+        "core.models.blog.article_body_html",
+        lambda **kwargs: rendered.append(kwargs) or "<p>new</p>",
+    )
+    blog.articles_approve(articles=[article], actor=manager)
+    assert rendered == []
+    article = Article.objects.get()
+    assert article.status == Article.Status.PUBLISHED and article.body != "<p>new</p>"
+    article.source = "Новый текст"
+    article.save()
+    assert len(rendered) == 1

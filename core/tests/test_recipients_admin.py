@@ -1,7 +1,5 @@
 """The recipients admin: import pages (check, confirm) and streamed export."""
 
-import tempfile
-
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
@@ -281,16 +279,56 @@ def test_export_selected_streams_only_the_chosen_own_rows(client, client_user):
 
 
 def test_an_upload_that_fails_the_check_leaves_no_copy_behind(
-    client, client_user, tmp_path, monkeypatch
+    client, client_user, tmp_path, settings
 ):
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    settings.IMPORT_UPLOAD_DIR = pending = tmp_path / "uploads"
     client.force_login(client_user)
     upload(client, csv_bytes(["email"], ["nope"]))
-    assert list(tmp_path.iterdir()) == []
+    assert list(pending.iterdir()) == []
     checked = upload(client, csv_bytes(["email"], ["anna@example.com"]))
-    assert len(list(tmp_path.iterdir())) == 1
+    assert len(list(pending.iterdir())) == 1
     confirm(client, checked)
-    assert list(tmp_path.iterdir()) == []
+    assert list(pending.iterdir()) == []
+
+
+def test_checks_never_confirmed_keep_one_upload_per_user_and_expire(
+    client, client_user, settings, tmp_path
+):
+    import os
+    import time
+
+    from core.services.recipients.uploads import CONFIRM_MAX_AGE
+
+    settings.IMPORT_UPLOAD_DIR = pending = tmp_path / "uploads"
+    client.force_login(client_user)
+    for n in range(5):
+        upload(client, csv_bytes(["email"], [f"person{n}@example.com"]))
+    (mine,) = pending.iterdir()
+    assert mine.name.startswith(f"u{client_user.pk}-")
+    # Someone else's, past the confirmation window, goes with the next upload.
+    stale = pending / "u999999-abandoned"
+    stale.write_bytes(b"email\nold@example.com\n")
+    old = time.time() - CONFIRM_MAX_AGE - 60
+    os.utime(stale, (old, old))
+    last = upload(client, csv_bytes(["email"], ["last@example.com"]))
+    assert [path.name for path in pending.iterdir()] != [mine.name]
+    assert len(list(pending.iterdir())) == 1 and not stale.exists()
+    done = confirm(client, last)
+    assert done.status_code == 200
+    assert list(pending.iterdir()) == []
+
+
+def test_an_upload_cannot_be_confirmed_by_another_user(client, client_user, settings):
+    from .factories import UserFactory
+
+    client.force_login(client_user)
+    checked = upload(client, csv_bytes(["email"], ["anna@example.com"]))
+    initial = checked.context["confirm_form"].initial
+    other = UserFactory(verified=True, groups=["clients"])
+    client.force_login(other)
+    response = client.post(CONFIRM_URL, initial, follow=True)
+    assert "This upload has expired" in response.content.decode()
+    assert not Client.objects.filter(owner=other).exists()
 
 
 def test_a_confirmation_after_the_list_changed_imports_nothing_and_says_why(

@@ -398,3 +398,40 @@ def test_a_check_reads_the_list_and_writes_or_locks_nothing(client_user):
     statements = " ".join(query["sql"].upper() for query in queries)
     assert "INSERT" not in statements and "UPDATE" not in statements
     assert owned(client_user) == {"anna@example.com": ("Anna", "")}
+
+
+# --- bounds against hostile files --------------------------------------------
+
+
+def test_a_file_of_a_million_bad_rows_is_refused_before_a_row_is_checked(owner):
+    from core.services.recipients import ClientImportError
+
+    data = b"email\n" + b"x\n" * 1_000_000  # 2 MB
+    with pytest.raises(ClientImportError) as refused:
+        clients_import(owner=owner, data=data)
+    assert refused.value.listing() == [
+        "The file has more than 200 000 recipients. Split it into smaller files."
+    ]
+
+
+def test_bad_rows_past_the_listed_ones_are_counted_not_kept(owner):
+    from core.services.recipients import ClientImportError, ClientResource
+    from core.services.recipients.resource import RecipientCSV
+
+    data = b"email\n" + b"nope\n" * 10_000
+    with pytest.raises(ClientImportError) as refused:
+        clients_import(owner=owner, data=data)
+    lines = refused.value.listing()
+    assert lines[0] == "Row 2: “nope” is not a valid e-mail address."
+    assert lines[-1] == "… and 9950 more."
+    dataset = RecipientCSV().create_dataset(data)
+    result = ClientResource(owner=owner).import_data(dataset, dry_run=True)
+    assert len(result.invalid_rows) == 1000 and result.unlisted_invalid == 9000
+    assert len(result.rows) <= 1000
+
+
+def test_a_comment_past_the_cap_is_a_row_error(owner):
+    long = "к" * 2001
+    data = f"email,comment\na@example.com,ok\nb@example.com,{long}\n".encode()
+    assert "Row 3: the comment is longer than 2000 characters." in problems(data, owner)
+    assert not Client.objects.exists()

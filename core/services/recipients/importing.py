@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 
 from core.models import User
 
-from .issues import ClientImportError, file_error
+from .issues import file_error
 from .resource import ClientResource, RecipientCSV
 from .results import ImportSummary
 
@@ -47,6 +47,6 @@ def clients_import(*, owner: User, data: bytes, dry_run: bool = False) -> Import
     result = ClientResource(owner=owner).import_data(
         dataset, dry_run=dry_run, rollback_on_validation_errors=True
     )
-    if issues := result.issues():
-        raise ClientImportError(issues)
+    if error := result.error():
+        raise error
     return result.summary(dry_run=dry_run)

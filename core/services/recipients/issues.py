@@ -5,6 +5,9 @@ from dataclasses import dataclass
 from django.utils.translation import gettext as _
 
 MAX_LISTED_ISSUES = 50
+# Invalid rows kept with their messages; past these they are only counted: a
+# file of a million bad rows kept them all (280 MB) before.
+MAX_KEPT_ISSUES = 1000
 
 
 @dataclass(frozen=True)
@@ -27,17 +30,18 @@ class ImportIssue:
 class ClientImportError(Exception):
     """The file cannot be imported; nothing was saved."""
 
-    def __init__(self, issues: list[ImportIssue]):
+    def __init__(self, issues: list[ImportIssue], *, more: int = 0):
         self.issues = issues
+        # Issues past those kept: counted, not held (see MAX_KEPT_ISSUES).
+        self.more = more
         super().__init__("; ".join(str(issue) for issue in issues[:3]))
 
     def listing(self, limit: int = MAX_LISTED_ISSUES) -> list[str]:
         """The first `limit` issues as lines, then how many more there are."""
         lines = [str(issue) for issue in self.issues[:limit]]
-        if len(self.issues) > limit:
-            lines.append(
-                _("… and %(count)d more.") % {"count": len(self.issues) - limit}
-            )
+        more = len(self.issues) - len(lines) + self.more
+        if more:
+            lines.append(_("… and %(count)d more.") % {"count": more})
         return lines
 
 

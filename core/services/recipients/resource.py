@@ -119,7 +119,10 @@ class ClientResource(resources.ModelResource):
             "примечание",
             "примечания",
         ),
-        widget=TextWidget(),
+        widget=TextWidget(
+            max_length=Client._meta.get_field("comment").max_length,
+            too_long=gettext_lazy("the comment is longer than %(max)d characters."),
+        ),
         saves_null_values=False,
     )
     unsubscribed_at = Column(

@@ -13,7 +13,12 @@ from django.utils.translation import ngettext
 from import_export.results import Result, RowResult
 
 from .columns import ROW_COLUMN
-from .issues import MAX_LISTED_ISSUES, ClientImportError, ImportIssue
+from .issues import (
+    MAX_KEPT_ISSUES,
+    MAX_LISTED_ISSUES,
+    ClientImportError,
+    ImportIssue,
+)
 
 
 @dataclass
@@ -68,11 +73,24 @@ class ClientImportResult(Result):
         super().__init__(*args, **kwargs)
         self.merged = 0
         self.suppressed = 0
+        self.unlisted_invalid = 0
         self.skipped_rows: list[int] = []
         self.preview: list[tuple] = []
 
     def append_invalid_row(self, number, row, validation_error):
+        # Kept up to MAX_KEPT_ISSUES, then only counted: nothing is imported
+        # while one row is invalid anyway.
+        if len(self.invalid_rows) >= MAX_KEPT_ISSUES:
+            self.unlisted_invalid += 1
+            return
         super().append_invalid_row(row[ROW_COLUMN], row, validation_error)
+
+    def append_row_result(self, row_result):
+        if row_result.import_type == RowResult.IMPORT_TYPE_INVALID and (
+            self.unlisted_invalid
+        ):
+            return  # counted in totals; its errors are not listed
+        super().append_row_result(row_result)
 
     def append_error_row(self, number, row, errors):
         super().append_error_row(row[ROW_COLUMN], row, errors)
@@ -109,6 +127,12 @@ class ClientImportResult(Result):
             for messages in row.error_dict.values():
                 issues += [ImportIssue(row.number, message) for message in messages]
         return issues
+
+    def error(self) -> ClientImportError | None:
+        """Why nothing was imported (see `issues`), or None if it was."""
+        if issues := self.issues():
+            return ClientImportError(issues, more=self.unlisted_invalid)
+        return None
 
     def summary(self, *, dry_run: bool) -> ImportSummary:
         skip = self.totals[RowResult.IMPORT_TYPE_SKIP]

@@ -17,6 +17,8 @@ from .decoding import text_from_bytes
 from .issues import file_error
 
 SNIFF_ROWS = 50
+# Recipients one file may bring; more are refused before any row is checked.
+MAX_ROWS = 200_000
 
 
 def sheet_read(*, data: bytes, columns: dict[str, Column], required: str):
@@ -47,6 +49,14 @@ def sheet_read(*, data: bytes, columns: dict[str, Column], required: str):
         dataset = tablib.Dataset(headers=[*found, ROW_COLUMN])
         for number, row in rows:
             if "".join(row).strip():
+                if len(dataset) >= MAX_ROWS:
+                    raise file_error(
+                        _(
+                            "The file has more than %(max)s recipients. Split "
+                            "it into smaller files."
+                        )
+                        % {"max": f"{MAX_ROWS:,}".replace(",", " ")}
+                    )
                 dataset.append([*_cells(row, found.values()), number])
     except csv.Error as exc:
         raise file_error(
