@@ -1,9 +1,11 @@
 from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.contrib.contenttypes.models import ContentType
+from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
 from core.services import throttles
@@ -28,6 +30,38 @@ class MailingAdminSite(admin.AdminSite):
             "dashboard": dashboard_figures(user=request.user),
         }
         return super().index(request, extra_context)
+
+    def get_urls(self):
+        # Django's "view on site" redirect finds any object of any model by
+        # its id, whoever asks; ours finds it through the model's admin.
+        urls = super().get_urls()
+        for index, pattern in enumerate(urls):
+            if getattr(pattern, "name", None) == "view_on_site":
+                urls[index] = path(
+                    "r/<int:content_type_id>/<path:object_id>/",
+                    self.admin_view(self.view_on_site),
+                    name="view_on_site",
+                )
+        return urls
+
+    def view_on_site(self, request, content_type_id, object_id):
+        """Where an object is on the public site, for one who may see it in
+        the admin; anything else answers as a missing object."""
+        content_type = ContentType.objects.filter(pk=content_type_id).first()
+        model = content_type.model_class() if content_type else None
+        model_admin = self._registry.get(model)
+        if model_admin is None or not model_admin.has_view_permission(request):
+            raise Http404
+        obj = model_admin.get_object(request, object_id)
+        where = model_admin.view_on_site
+        url = None
+        if obj is not None and callable(where):
+            url = where(obj)
+        elif obj is not None and where and hasattr(obj, "get_absolute_url"):
+            url = obj.get_absolute_url()
+        if not url:
+            raise Http404
+        return redirect(url)
 
     def login(self, request, extra_context=None):
         if request.user.is_authenticated:

@@ -11,7 +11,6 @@ from .models.grants import permissions_grant_owner
 from .models.mailings import SCHEDULE_FIELDS
 from .models.markup import article_body_html
 from .services.blog import blog_cache_invalidate_on_commit
-from .services.site import site_figures_invalidate_on_commit
 from .tasks import schedule_ensure
 
 
@@ -63,14 +62,11 @@ def blog_changed(sender, **kwargs):
     blog_cache_invalidate_on_commit()
 
 
-def author_renamed(sender, update_fields=None, **kwargs):
-    # Logins save last_login only; the author's name is what readers see.
-    if update_fields is None or "full_name" in update_fields:
+def author_changed(sender, update_fields=None, **kwargs):
+    # Logins save last_login only; readers see the author's name, and a
+    # blocked author's articles leave the site.
+    if update_fields is None or {"full_name", "is_active"} & set(update_fields):
         blog_cache_invalidate_on_commit()
-
-
-def site_figures_changed(sender, **kwargs):
-    site_figures_invalidate_on_commit()
 
 
 def connect(app_config) -> None:
@@ -81,8 +77,6 @@ def connect(app_config) -> None:
     post_save.connect(client_unsubscribe_loaded, sender=Client)
     for signal in (post_save, post_delete):
         signal.connect(blog_changed, sender=Article)
-        signal.connect(site_figures_changed, sender=Mailing)
-        signal.connect(site_figures_changed, sender=Client)
-    post_save.connect(author_renamed, sender=User)
+    post_save.connect(author_changed, sender=User)
     # The dispatch schedule follows DISPATCH_PERIOD_MINUTES after each migrate.
     post_migrate.connect(schedule_ensure, sender=app_config)

@@ -10,10 +10,11 @@ from django_q.brokers import get_broker
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from .services import accounts, dispatch
+from .services import accounts, dispatch, site
 
 SCHEDULE_NAME = "dispatch mailings"
 PURGE_SCHEDULE_NAME = "purge unconfirmed accounts"
+FIGURES_SCHEDULE_NAME = "public figures"
 
 
 def queue(func: str, *args) -> None:
@@ -29,6 +30,11 @@ def tick():
 def purge_unverified():
     """Run daily: accounts nobody confirmed lapse."""
     return f"unconfirmed accounts deleted: {accounts.users_purge_unverified()}"
+
+
+def site_figures_refresh():
+    """Run every SITE_FIGURES_SECONDS: the home page's figures."""
+    return str(site.site_figures_refresh())
 
 
 def send_now(mailing_id: int):
@@ -78,6 +84,15 @@ def schedule_ensure(**kwargs) -> None:
             "func": "core.tasks.tick",
             "schedule_type": Schedule.MINUTES,
             "minutes": settings.DISPATCH_PERIOD_MINUTES,
+            "repeats": -1,
+        },
+    )
+    Schedule.objects.update_or_create(
+        name=FIGURES_SCHEDULE_NAME,
+        defaults={
+            "func": "core.tasks.site_figures_refresh",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": max(1, site.SITE_FIGURES_SECONDS // 60),
             "repeats": -1,
         },
     )

@@ -51,7 +51,8 @@ class ArticleForm(forms.ModelForm):
         initial=True,
         help_text=_(
             "A moderator reads the article before it appears on the site, and "
-            "again after every change. Untick to keep a draft only you see."
+            "again after every change. Untick to keep a draft: it stays off the "
+            "site, and only you and the service's managers (read-only) see it."
         ),
     )
 
@@ -281,7 +282,10 @@ class ArticleAdmin(OwnedAdmin):
         elif obj.status == Article.Status.DRAFT:
             self.message_user(
                 request,
-                _("The article is a draft; only you see it."),
+                _(
+                    "The article is a draft: it is not on the site, and only "
+                    "you and the service's managers (read-only) see it."
+                ),
                 messages.INFO,
             )
 

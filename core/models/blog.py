@@ -31,8 +31,8 @@ def article_image_path(instance, filename):
 
 class ArticleQuerySet(OwnedQuerySet):
     def published(self):
-        """What readers may see: approved articles only."""
-        return self.filter(status=Article.Status.PUBLISHED)
+        """What readers may see: approved articles of authors not blocked."""
+        return self.filter(status=Article.Status.PUBLISHED, author__is_active=True)
 
     def free_slug(self, *, title: str, exclude_pk=None) -> str:
         """The title's address, or it with -2, -3 … when that is taken."""

@@ -801,3 +801,67 @@ def test_approving_an_article_does_not_render_its_markdown_again(
     article.source = "Новый текст"
     article.save()
     assert len(rendered) == 1
+
+
+# --- leaks -------------------------------------------------------------------
+
+
+def view_on_site(article):
+    from django.contrib.contenttypes.models import ContentType
+
+    content_type = ContentType.objects.get_for_model(Article)
+    return reverse("admin:view_on_site", args=[content_type.pk, article.pk])
+
+
+@pytest.mark.parametrize("status", [DRAFT, PENDING, "rejected", "published"])
+def test_view_on_site_never_leads_to_another_authors_article(client, world, status):
+    """Django's shortcut redirected any staff user to any article's address,
+    a draft's included."""
+    client.force_login(world["boris"])
+    response = client.get(view_on_site(world["annas"][status]))
+    assert response.status_code == 404
+
+
+def test_view_on_site_leads_the_author_to_their_published_article(client, world):
+    client.force_login(world["anna"])
+    published = world["annas"]["published"]
+    response = client.get(view_on_site(published))
+    assert response.status_code == 302 and response.url == published.get_absolute_url()
+    assert client.get(view_on_site(world["annas"][DRAFT])).status_code == 404
+
+
+def test_view_on_site_of_another_model_answers_as_missing(client, world):
+    from django.contrib.contenttypes.models import ContentType
+
+    client.force_login(world["boris"])
+    user_type = ContentType.objects.get_for_model(type(world["anna"]))
+    url = reverse("admin:view_on_site", args=[user_type.pk, world["anna"].pk])
+    assert client.get(url).status_code == 404
+    assert client.get("/admin/r/999999/1/").status_code == 404
+
+
+def test_a_blocked_authors_articles_leave_the_site_and_the_feed(client, world, manager):
+    published = world["annas"]["published"]
+    assert client.get(published.get_absolute_url()).status_code == 200
+    client.force_login(manager)
+    client.post(
+        reverse("admin:core_user_changelist"),
+        {"action": "block_users", "_selected_action": [world["anna"].pk]},
+    )
+    client.logout()
+    assert client.get(published.get_absolute_url()).status_code == 404
+    assert published.title not in client.get(reverse("blog")).content.decode()
+    assert published.title not in client.get(reverse("blog_feed")).content.decode()
+
+
+def test_the_draft_notice_says_who_sees_a_draft(client, world):
+    client.force_login(world["manager"])
+    page = client.get(url("change", world["annas"][DRAFT].pk))
+    assert page.status_code == 200  # managers oversee drafts, read-only
+    client.force_login(world["anna"])
+    with translation.override("en"):
+        response = client.post(
+            url("add"), article_form(), follow=True, HTTP_ACCEPT_LANGUAGE="en"
+        )
+    notes = [str(m) for m in response.context["messages"]]
+    assert any("only you and the service's managers" in note for note in notes)

@@ -292,16 +292,32 @@ def test_a_renamed_author_shows_at_once(client, articles, anna):
     )
 
 
-def test_home_figures_follow_new_mailings_and_recipients(client):
+def test_home_figures_follow_new_mailings_and_recipients_on_schedule(client):
+    from core.tasks import site_figures_refresh
+
     mailing = MailingFactory()
     client.get("/")
     MailingFactory(owner=mailing.owner)
     Client.objects.create(owner=mailing.owner, email="new@example.com")
+    site_figures_refresh()
     page = client.get("/").content.decode()
     assert 'id="figure-mailings-total">2<' in page
     assert 'id="figure-recipients-unique">1<' in page
     Mailing.objects.get(pk=mailing.pk).delete()
+    site_figures_refresh()
     assert 'id="figure-mailings-total">1<' in client.get("/").content.decode()
+
+
+def test_adding_an_address_does_not_tell_whether_another_client_has_it(client):
+    """A client added an address and watched the unique-recipients figure:
+    unchanged meant it was on someone else's list."""
+    ClientFactory(email="secret@example.org")
+    first = client.get("/").content.decode()
+    assert 'id="figure-recipients-unique">1<' in first
+    ClientFactory(email="probe-1@example.org")
+    ClientFactory(email="SECRET@example.org")
+    page = client.get("/").content.decode()
+    assert 'id="figure-recipients-unique">1<' in page  # until the next refresh
 
 
 def test_nothing_personal_is_served_from_the_cache(client, articles, anna):
