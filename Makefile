@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
+# Development mode for the commands a newcomer runs here (DEBUG defaults to
+# False everywhere else); a DEBUG already in the environment wins.
+DEV := DEBUG=$${DEBUG:-True}
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Every worker shares the machine's cores with the test database.
@@ -21,7 +24,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 
 install: $(VENV)/.installed
 	@if command -v msgfmt >/dev/null; then \
-		$(MANAGE) compilemessages --ignore '.venv' --ignore 'var' -v 0; \
+		$(DEV) $(MANAGE) compilemessages --ignore '.venv' --ignore 'var' -v 0; \
 	else \
 		echo "msgfmt (GNU gettext) not found: using the committed .mo files"; \
 	fi
@@ -31,12 +34,12 @@ install: $(VENV)/.installed
 # http://$(HOST):$(PORT) and runs the django-q2 worker beside it.
 run: install
 	@mkdir -p var/mail
-	$(MANAGE) migrate --no-input
-	-$(MANAGE) load_demo_data
+	$(DEV) $(MANAGE) migrate --no-input
+	-$(DEV) $(MANAGE) load_demo_data
 	@if [ -n "$$SUPERUSER_EMAIL" ] || grep -qs '^SUPERUSER_EMAIL=.' .env; then \
-		$(MANAGE) create_custom_super_user --no-input; fi
+		$(DEV) $(MANAGE) create_custom_super_user --no-input; fi
 	@echo "Site: http://$(HOST):$(PORT)/  Mail is written to var/mail/ unless EMAIL_URL is set."
-	@trap 'kill 0' EXIT INT TERM; \
+	@trap 'kill 0' EXIT INT TERM; export $(DEV); \
 		$(MANAGE) qcluster & \
 		$(MANAGE) runserver $(HOST):$(PORT)
 
@@ -75,8 +78,8 @@ bench: install
 
 # Refreshes the Russian catalogue after strings change (needs GNU gettext).
 messages: install
-	$(MANAGE) makemessages -l ru --ignore '.venv/*' --ignore 'var/*' --no-obsolete
-	$(MANAGE) compilemessages --ignore '.venv' --ignore 'var'
+	$(DEV) $(MANAGE) makemessages -l ru --ignore '.venv/*' --ignore 'var/*' --no-obsolete
+	$(DEV) $(MANAGE) compilemessages --ignore '.venv' --ignore 'var'
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

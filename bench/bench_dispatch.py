@@ -184,6 +184,8 @@ def run_phase(name: str, db_name: str, **arguments) -> dict:
 def connect(*, port: int, concurrency: int = CONCURRENCY, processes: int = 1):
     """Django on the parent's database, mail to the sink on `port`."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    # The development settings (no SECRET_KEY needed); DEBUG goes off below.
+    os.environ.setdefault("DEBUG", "True")
     os.environ.setdefault("ENV_FILE", str(BASE_DIR / ".env"))
     os.environ["AXES_ENABLED"] = "False"
     import django

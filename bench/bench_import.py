@@ -117,6 +117,8 @@ def others_untouched():
 def connect():
     """Django on the database the parent prepared."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    # The development settings (no SECRET_KEY needed); DEBUG goes off below.
+    os.environ.setdefault("DEBUG", "True")
     os.environ.setdefault("ENV_FILE", str(BASE_DIR / ".env"))
     os.environ["AXES_ENABLED"] = "False"
     import django

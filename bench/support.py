@@ -17,6 +17,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 def setup_django():
     """Point Django at a fresh benchmark database and migrate it."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    # The development settings (no SECRET_KEY needed); DEBUG goes off below.
+    os.environ.setdefault("DEBUG", "True")
     os.environ.setdefault("ENV_FILE", str(BASE_DIR / ".env"))
     os.environ["AXES_ENABLED"] = "False"
     import django

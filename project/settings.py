@@ -23,7 +23,9 @@ ENV_FILE = Path(os.environ.get("ENV_FILE", BASE_DIR / ".env"))
 if ENV_FILE.is_file():
     env.read_env(ENV_FILE)
 
-DEBUG = env.bool("DEBUG", default=True)
+# Production unless told otherwise: `make run` (and the test settings) set
+# DEBUG=True for development.
+DEBUG = env.bool("DEBUG", default=False)
 
 if DEBUG:
     SECRET_KEY = env.str(
@@ -36,9 +38,10 @@ else:
     # Production refuses to start on a guessable key or an open Host header.
     SECRET_KEY = env.str("SECRET_KEY", default="")
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
-    if not SECRET_KEY or SECRET_KEY.startswith("change-me"):
+    if not SECRET_KEY or SECRET_KEY.startswith("change-me") or len(SECRET_KEY) < 50:
         raise ImproperlyConfigured(
-            "SECRET_KEY must be set to a long random string when DEBUG is False."
+            "SECRET_KEY must be set to a random string of at least 50 characters "
+            "when DEBUG is False."
         )
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is False.")
@@ -55,6 +58,8 @@ SITE_DOMAIN = _site.netloc
 SITE_USES_HTTPS = _site.scheme == "https"
 
 INSTALLED_APPS = [
+    # First, so its templates may extend jazzmin's of the same name.
+    "core",
     "jazzmin",
     "core.apps.MailingAdminConfig",
     "django.contrib.auth",
@@ -68,7 +73,7 @@ INSTALLED_APPS = [
     "guardian",
     "django_q",
     "axes",
-    "core",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -81,6 +86,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Last, as django-axes requires.
     "axes.middleware.AxesMiddleware",
 ]
@@ -195,9 +201,11 @@ STORAGES = {
 }
 
 # Mail: files under var/mail/ unless EMAIL_URL points at an SMTP server.
-EMAIL_URL = env.str("EMAIL_URL", default="")
-if EMAIL_URL:
-    vars().update(env.email_url_config(EMAIL_URL))
+# The URLs that carry passwords are read into the settings they configure and
+# kept under no setting name of their own (core/reporting.py hides the rest).
+_email_url = env.str("EMAIL_URL", default="")
+if _email_url:
+    vars().update(env.email_url_config(_email_url))
     if EMAIL_BACKEND.endswith("filebased.EmailBackend"):  # noqa: F821
         # filemail:///var/mail is read as a path relative to the project.
         EMAIL_FILE_PATH = str(BASE_DIR / EMAIL_FILE_PATH)  # noqa: F821
@@ -208,15 +216,15 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="noreply@localhost")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 
-REDIS_URL = env.str("REDIS_URL", default="")
-CACHE_URL = env.str("CACHE_URL", default="")
-if CACHE_URL:
-    CACHES = {"default": env.cache_url_config(CACHE_URL)}
-elif REDIS_URL:
+_redis_url = env.str("REDIS_URL", default="")
+_cache_url = env.str("CACHE_URL", default="")
+if _cache_url:
+    CACHES = {"default": env.cache_url_config(_cache_url)}
+elif _redis_url:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
+            "LOCATION": _redis_url,
         }
     }
 else:
@@ -230,6 +238,9 @@ else:
     }
 RATELIMIT_USE_CACHE = "default"
 SILENCED_SYSTEM_CHECKS = [
+    # HSTS preloading is off unless SECURE_HSTS_PRELOAD asks for it: once a
+    # domain is on the browsers' list, leaving it takes months.
+    "security.W021",
     # The file cache is shared between processes; its increments are not
     # atomic, which only makes throttling a little lenient under races.
     "django_ratelimit.E003",
@@ -251,8 +262,8 @@ Q_CLUSTER = {
     "label": "Django Q2",
     "save_limit": 500,
 }
-if REDIS_URL:
-    Q_CLUSTER["redis"] = REDIS_URL
+if _redis_url:
+    Q_CLUSTER["redis"] = _redis_url
 else:
     # The database as broker, polled every 0.2 s (django-q2's default): a
     # queued "send now" starts within a moment.
@@ -299,6 +310,26 @@ MAILING_FROM_EMAIL = env.str("MAILING_FROM_EMAIL", default=DEFAULT_FROM_EMAIL)
 SUPERUSER_EMAIL = env.str("SUPERUSER_EMAIL", default="")
 SUPERUSER_PASSWORD = env.str("SUPERUSER_PASSWORD", default="")
 
+# Content-Security-Policy (django-csp): scripts from this site only, never
+# inline; inline styles, which the admin theme writes, are allowed; images
+# also from https (message previews show the images a message links).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "https:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Error pages and reports to ADMINS mask passwords inside URLs too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "core.reporting.SecretsFilter"
+
 # Security: production values, switched on when DEBUG is False.
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -314,7 +345,8 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
         "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True
     )
-    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+    # Preloading is hard to undo (browsers ship the list): only when asked.
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
     if env.bool("BEHIND_PROXY", default=False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 

@@ -95,6 +95,7 @@ def test_catalogue_holds_every_string_of_the_code(tmp_path):
             "PATH": "/usr/bin:/bin",
             "ENV_FILE": "/dev/null",
             "DJANGO_SETTINGS_MODULE": "project.settings",
+            "DEBUG": "True",  # development mode, as `make run`
             "PYTHONPATH": str(copy),
         },
     )

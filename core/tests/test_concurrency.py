@@ -53,6 +53,7 @@ def worker_env(sink, tmp_path):
         "HOME": str(tmp_path),
         "ENV_FILE": str(tmp_path / "none.env"),
         "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DEBUG": "True",  # development mode, as `make run`
         "DATABASE_URL": database_url(),
         "EMAIL_URL": f"smtp://127.0.0.1:{sink.port}",
         "CACHE_URL": "locmemcache://",

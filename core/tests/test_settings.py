@@ -59,7 +59,8 @@ def example_env():
 def test_no_env_runs_on_sqlite_files_and_the_orm_broker(tmp_path):
     import json
 
-    result = run_python(PRINT_SETTINGS, tmp_path)
+    # In development mode, as `make run` starts it.
+    result = run_python(PRINT_SETTINGS, tmp_path, DEBUG="True")
     assert result.returncode == 0, result.stderr
     values = json.loads(result.stdout)
     assert values["db"] == "django.db.backends.sqlite3"
@@ -77,6 +78,7 @@ def test_variables_switch_on_postgres_smtp_and_redis(tmp_path):
     result = run_python(
         PRINT_SETTINGS,
         tmp_path,
+        DEBUG="True",
         DATABASE_URL="postgres://u:p@db.internal:5432/mailing",
         EMAIL_URL="smtp+tls://u:p@smtp.internal:587",
         REDIS_URL="redis://127.0.0.1:6379/0",
@@ -108,6 +110,79 @@ def test_production_refuses_to_start_without_key_or_hosts(tmp_path, missing, mes
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert message in result.stderr
+
+
+def test_without_any_configuration_it_is_production_and_refuses_to_start(tmp_path):
+    result = run_python("import django; django.setup()", tmp_path)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_production_refuses_a_short_secret_key(tmp_path):
+    env = {"SECRET_KEY": "x" * 49, "ALLOWED_HOSTS": "mail.example.com"}
+    result = run_python("import django; django.setup()", tmp_path, **env)
+    assert result.returncode != 0
+    assert "at least 50 characters" in result.stderr
+    env["SECRET_KEY"] = secrets.token_urlsafe(50)
+    assert run_python("import django; django.setup()", tmp_path, **env).returncode == 0
+
+
+HSTS = """
+import django; django.setup()
+from django.conf import settings
+print(settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_PRELOAD)
+"""
+
+
+def test_hsts_preload_only_when_asked(tmp_path):
+    env = {"SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "a.example"}
+    assert run_python(HSTS, tmp_path, **env).stdout.split() == ["31536000", "False"]
+    asked = run_python(HSTS, tmp_path, SECURE_HSTS_PRELOAD="True", **env)
+    assert asked.stdout.split() == ["31536000", "True"]
+
+
+ERROR_PAGES = """
+import django, sys
+django.setup()
+from django.test import RequestFactory
+from django.views import debug
+request = RequestFactory().get("/broken/")
+try:
+    raise RuntimeError("boom")
+except RuntimeError:
+    page = debug.technical_500_response(request, *sys.exc_info()).content.decode()
+text = debug.ExceptionReporter(request, *sys.exc_info()).get_traceback_text()
+from django.http import Http404
+missing = debug.technical_404_response(request, Http404("x")).content.decode()
+print(chr(10).join([page, text, missing]))
+"""
+
+
+def test_no_configured_secret_appears_on_an_error_page(tmp_path):
+    secret = "S3cr3t-" + secrets.token_hex(8)
+    env = {
+        "DEBUG": "True",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "EMAIL_URL": f"smtp+tls://shop:{secret}@smtp.example.com:587",
+        "REDIS_URL": f"redis://:{secret}@127.0.0.1:6379/0",
+        "DATABASE_URL": f"postgres://mailing:{secret}@db.internal:5432/mailing",
+        "SUPERUSER_PASSWORD": secret,
+    }
+    result = run_python(ERROR_PAGES, tmp_path, **env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "RuntimeError" in result.stdout and "smtp.example.com" in result.stdout
+    assert secret not in result.stdout
+    assert env["SECRET_KEY"] not in result.stdout
+    cache = run_python(
+        ERROR_PAGES,
+        tmp_path,
+        **{
+            **env,
+            "REDIS_URL": "",
+            "CACHE_URL": f"rediscache://:{secret}@127.0.0.1:6379/1",
+        },
+    )
+    assert cache.returncode == 0 and secret not in cache.stdout
 
 
 def test_production_refuses_the_example_placeholder_key(tmp_path):

@@ -1,0 +1,12 @@
+"""The test suite's settings: the development defaults `make run` has.
+
+Production is the default of project.settings (DEBUG=False); the tests of
+production mode start interpreters of their own with project.settings and
+the environment they name (test_settings.py).
+"""
+
+import os
+
+os.environ.setdefault("DEBUG", "True")
+
+from project.settings import *  # noqa: E402, F403
