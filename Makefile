@@ -11,16 +11,29 @@ PORT ?= 8000
 # Every worker shares the machine's cores with the test database.
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run run-prod test test-fast lint format bench messages clean
+.PHONY: install run run-prod test test-fast lint format bench messages lock clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 
-# Installs runtime and dev dependencies, then compiles the translations.
-$(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]'
+# Installs the exact versions of requirements-dev.lock (runtime and dev
+# dependencies, each checked against its hash), then compiles the
+# translations. Production installs requirements.lock the same way.
+$(VENV)/.installed: requirements-dev.lock | $(PY)
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
 	@touch $@
+
+# After a change to the dependencies in pyproject.toml: pins what it now
+# asks for, keeping every other pin. `make lock UPGRADE=1` moves every pin
+# to the newest release pyproject.toml allows. Then `make test`, and commit
+# both files.
+LOCK_FLAGS := --quiet --generate-hashes --strip-extras --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
+lock: $(PY)
+	$(PY) -m pip install --quiet pip-tools
+	$(PY) -m piptools compile $(LOCK_FLAGS) -o requirements.lock pyproject.toml
+	$(PY) -m piptools compile $(LOCK_FLAGS) --extra dev -o requirements-dev.lock pyproject.toml
 
 install: $(VENV)/.installed
 	@if command -v msgfmt >/dev/null; then \
