@@ -399,3 +399,42 @@ def test_fixed_message_is_sent_on_retry_of_the_failed(owner, smtp_server):
     assert run_retry_failed(run=MailingRun.objects.get()) == 2
     dispatch_tick()
     assert smtp_server.recorder.count_by_address() == {r.email: 1 for r in recipients}
+
+
+def test_another_tenants_mailing_is_delivered_while_the_worst_valid_message_is_sent(
+    owner, smtp_server
+):
+    """The heaviest message the language lets one save: every character a
+    variable, in both parts; it grows past the cap for a long name and fails
+    with the reason, or goes out; either way the other tenant's goes out."""
+    from core.templating import MAX_SOURCE, template_error
+
+    from .factories import UserFactory
+
+    attacker = UserFactory()
+    body = "{{ client.full_name|default:client.email }}" * (MAX_SOURCE // 44)
+    assert template_error(body) == ""
+    hostile = MessageFactory(owner=attacker, body=body, html_body=body)
+    due_mailing(
+        attacker,
+        [
+            ClientFactory(
+                owner=attacker, email="long@example.org", full_name="Я" * 255
+            ),
+            ClientFactory(owner=attacker, email="short@example.org", full_name="Ян"),
+        ],
+        message=hostile,
+    )
+    victims = people(owner, 4)
+    due_mailing(owner, victims)
+
+    dispatch_tick()
+
+    delivered = smtp_server.recorder.count_by_address()
+    assert all(delivered[r.email] == 1 for r in victims)
+    long, short = (
+        Attempt.objects.get(email="long@example.org"),
+        Attempt.objects.get(email="short@example.org"),
+    )
+    assert long.status == "failed" and long.server_response.startswith("message error")
+    assert short.status == "sent" and delivered["short@example.org"] == 1
