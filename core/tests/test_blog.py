@@ -770,9 +770,21 @@ def test_a_small_animation_keeps_its_frames(media):
 
 
 def test_markdown_that_was_quadratic_renders_at_once():
-    """'[' * 20000 took a minute with Python-Markdown; the parser is now
-    markdown-it-py, linear on it. Checked by the output, not a clock."""
-    html_text = markup.article_body_html(source="[" * 20_000)
+    """'[' * 20000 took a minute with Python-Markdown (41 s here); the parser
+    is now markdown-it-py, linear on it (0.2 s). The alarm is a hang guard
+    fifty times the time it takes, not a speed target."""
+    import signal
+
+    def hung(signum, frame):
+        raise AssertionError("rendering took over 10 s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    try:
+        html_text = markup.article_body_html(source="[" * 20_000)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     assert html_text == "<p>" + "[" * 20_000 + "</p>"
 
 
