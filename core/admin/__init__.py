@@ -1,2 +1,11 @@
 # Importing the modules registers the back office.
-from . import blog, clients, mailings, messages, reports, suppressions, users  # noqa: F401
+from . import (  # noqa: F401
+    blog,
+    clients,
+    mailings,
+    messages,
+    reports,
+    suppressions,
+    tags,
+    users,
+)

@@ -6,10 +6,13 @@ bound to the requesting user's own list in `recipient_csv`.
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 from django.utils import formats
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from core.models import Client
+from core.models import Client, Tag
 
 from .base import OwnedAdmin
 from .recipient_csv import RecipientCSVMixin
@@ -20,7 +23,16 @@ class ClientForm(forms.ModelForm):
         model = Client
         # The unsubscribe date is the recipient's, never the owner's to
         # clear: it is shown, read-only (DESIGN.md, List health).
-        fields = ["email", "full_name", "comment"]
+        fields = ["email", "full_name", "comment", "tags"]
+        widgets = {"tags": forms.CheckboxSelectMultiple}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "tags" in self.fields:
+            # The owner's tags only: another user's, posted by id, fail
+            # validation like a missing one.
+            owner_id = self.instance.owner_id or self.request_user.pk
+            self.fields["tags"].queryset = Tag.objects.filter(owner_id=owner_id)
 
     def clean_email(self):
         email = (self.cleaned_data.get("email") or "").strip().lower()
@@ -35,6 +47,29 @@ class ClientForm(forms.ModelForm):
                 _("You already have a recipient with this e-mail.")
             )
         return email
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = _("tag")
+    parameter_name = "tag"
+
+    def lookups(self, request, model_admin):
+        # Only tags the user may see: the sidebar names nobody else's.
+        tags = Tag.objects.visible_to(request.user).order_by("name")
+        return [(str(tag.pk), tag.name) for tag in tags]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(tags=self.value())
+        return queryset
+
+
+class TagChoiceForm(forms.Form):
+    tag = forms.ModelChoiceField(label=_("Tag"), queryset=Tag.objects.none())
+
+    def __init__(self, *args, owner, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tag"].queryset = Tag.objects.filter(owner=owner)
 
 
 class SubscriptionFilter(admin.SimpleListFilter):
@@ -56,12 +91,12 @@ class SubscriptionFilter(admin.SimpleListFilter):
 class ClientAdmin(RecipientCSVMixin, OwnedAdmin):
     form = ClientForm
     list_display = ("email", "full_name", "comment", "unsubscribed_at", "created_at")
-    list_filter = (SubscriptionFilter,)
+    list_filter = (SubscriptionFilter, TagFilter)
     search_fields = ("email", "full_name", "comment")
     readonly_fields = ("unsubscribed_at", "created_at", "updated_at")
-    actions = ("export_selected",)
+    actions = ("export_selected", "add_tag", "remove_tag")
     fieldsets = (
-        (_("Recipient"), {"fields": ("email", "full_name", "comment")}),
+        (_("Recipient"), {"fields": ("email", "full_name", "comment", "tags")}),
         (
             _("Subscription"),
             {"fields": ("unsubscribed_at", "created_at", "updated_at")},
@@ -84,3 +119,65 @@ class ClientAdmin(RecipientCSVMixin, OwnedAdmin):
                 },
                 messages.WARNING,
             )
+
+    # --- tags ------------------------------------------------------------
+    def has_tag_permission(self, request):
+        return self.works_here(request)
+
+    @admin.action(
+        description=_("Add a tag to selected recipients"), permissions=["tag"]
+    )
+    def add_tag(self, request, queryset):
+        return self._tag_action(request, queryset, add=True)
+
+    @admin.action(
+        description=_("Remove a tag from selected recipients"), permissions=["tag"]
+    )
+    def remove_tag(self, request, queryset):
+        return self._tag_action(request, queryset, add=False)
+
+    def _tag_action(self, request, queryset, *, add):
+        """A page to choose one of the user's tags; then it is added to (or
+        taken from) the selected recipients the user owns."""
+        action = "add_tag" if add else "remove_tag"
+        form = TagChoiceForm(
+            request.POST if "apply" in request.POST else None, owner=request.user
+        )
+        if form.is_bound and form.is_valid():
+            tag = form.cleaned_data["tag"]
+            mine = queryset.filter(owner=request.user)
+            through = Client.tags.through
+            if add:
+                ids = set(mine.exclude(tags=tag).values_list("pk", flat=True))
+                through.objects.bulk_create(
+                    [through(client_id=pk, tag_id=tag.pk) for pk in ids],
+                    ignore_conflicts=True,
+                )
+                text = ngettext(
+                    "Tag “%(tag)s” added to %(count)d recipient.",
+                    "Tag “%(tag)s” added to %(count)d recipients.",
+                    len(ids),
+                )
+            else:
+                ids = set(mine.filter(tags=tag).values_list("pk", flat=True))
+                through.objects.filter(tag=tag, client_id__in=ids).delete()
+                text = ngettext(
+                    "Tag “%(tag)s” removed from %(count)d recipient.",
+                    "Tag “%(tag)s” removed from %(count)d recipients.",
+                    len(ids),
+                )
+            self.message_user(
+                request, text % {"tag": tag.name, "count": len(ids)}, messages.SUCCESS
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Add a tag") if add else _("Remove a tag"),
+            "opts": self.opts,
+            "recipients": queryset.filter(owner=request.user),
+            "form": form,
+            "action": action,
+            "has_tags": Tag.objects.filter(owner=request.user).exists(),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/core/client/tag_action.html", context)

@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from core import tasks
-from core.models import Client, Mailing, Message
+from core.models import Client, Mailing, Message, Tag
 from core.services import mailings as mailing_services
 
 from .base import OwnedAdmin, SendingNoticeMixin
@@ -17,7 +17,16 @@ from .base import OwnedAdmin, SendingNoticeMixin
 class MailingForm(forms.ModelForm):
     class Meta:
         model = Mailing
-        fields = ["title", "message", "clients", "start_at", "end_at", "periodicity"]
+        fields = [
+            "title",
+            "message",
+            "clients",
+            "tags",
+            "start_at",
+            "end_at",
+            "periodicity",
+        ]
+        widgets = {"tags": forms.CheckboxSelectMultiple}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -28,6 +37,8 @@ class MailingForm(forms.ModelForm):
             self.fields["message"].queryset = Message.objects.filter(owner_id=owner_id)
         if "clients" in self.fields:
             self.fields["clients"].queryset = Client.objects.filter(owner_id=owner_id)
+        if "tags" in self.fields:
+            self.fields["tags"].queryset = Tag.objects.filter(owner_id=owner_id)
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -62,7 +73,7 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
     actions = ("send_now", "disable_mailings", "enable_mailings")
     fieldsets = (
         (None, {"fields": ("title", "message")}),
-        (_("Recipients"), {"fields": ("clients",)}),
+        (_("Recipients"), {"fields": ("clients", "tags")}),
         (_("Schedule"), {"fields": ("start_at", "end_at", "periodicity")}),
         (
             _("State"),

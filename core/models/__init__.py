@@ -1,3 +1,4 @@
+from .audience import Tag
 from .blog import Article
 from .clients import Client
 from .mailings import Attempt, Mailing, MailingRun, Message
@@ -6,6 +7,7 @@ from .permissions import (
     ClientUserObjectPermission,
     MailingUserObjectPermission,
     MessageUserObjectPermission,
+    TagUserObjectPermission,
 )
 from .suppressions import Suppression
 from .users import User
@@ -22,5 +24,7 @@ __all__ = [
     "Message",
     "MessageUserObjectPermission",
     "Suppression",
+    "Tag",
+    "TagUserObjectPermission",
     "User",
 ]

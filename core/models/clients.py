@@ -4,6 +4,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
 
+from .audience import Tag
 from .base import OwnedModel, OwnedQuerySet
 from .suppressions import Suppression, email_normalize, suppressed_q
 
@@ -37,6 +38,9 @@ class Client(OwnedModel):
         blank=True,
         max_length=COMMENT_MAX_LENGTH,
         validators=[MaxLengthValidator(COMMENT_MAX_LENGTH)],
+    )
+    tags = models.ManyToManyField(
+        Tag, verbose_name=_("tags"), related_name="clients", blank=True
     )
     unsubscribed_at = models.DateTimeField(
         _("unsubscribed at"),

@@ -5,6 +5,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core.templating import template_error, template_unsafe, validate_template
 
+from .audience import Tag
 from .base import OwnedModel, OwnedQuerySet
 from .clients import Client
 from .scheduling import next_run_for, validate_schedule_moment
@@ -134,6 +135,13 @@ class Mailing(OwnedModel):
     )
     clients = models.ManyToManyField(
         Client, verbose_name=_("recipients"), related_name="mailings", blank=True
+    )
+    tags = models.ManyToManyField(
+        Tag,
+        verbose_name=_("tags"),
+        related_name="mailings",
+        blank=True,
+        help_text=_("Everyone who carries one of these tags, besides the recipients."),
     )
     start_at = models.DateTimeField(
         _("first sending"), validators=[validate_schedule_moment]

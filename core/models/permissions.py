@@ -7,6 +7,7 @@ matching text primary keys through a generic relation.
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from .audience import Tag
 from .blog import Article
 from .clients import Client
 from .mailings import Mailing, Message
@@ -63,6 +64,20 @@ class ArticleUserObjectPermission(UserObjectPermissionBase):
 
 class ArticleGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Article, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        abstract = False
+
+
+class TagUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Tag, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        abstract = False
+
+
+class TagGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Tag, on_delete=models.CASCADE)
 
     class Meta(GroupObjectPermissionBase.Meta):
         abstract = False

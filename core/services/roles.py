@@ -21,6 +21,7 @@ ROLE_PERMISSIONS = {
         "core.add_mailing",
         "core.add_article",
         "core.add_suppression",
+        "core.add_tag",
     ],
     MANAGERS: [
         "core.view_user",
@@ -35,6 +36,7 @@ ROLE_PERMISSIONS = {
         "core.view_article",
         "core.approve_article",
         "core.view_suppression",
+        "core.view_tag",
         "core.lift_suppression",
     ],
 }

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from django.urls import reverse
 
-from core.models import Attempt, Client, Mailing, MailingRun, Message
+from core.models import Attempt, Client, Mailing, MailingRun, Message, Tag
 
 from .factories import (
     AttemptFactory,
@@ -31,6 +31,7 @@ class Rows:
     mailing: Mailing
     run: MailingRun
     attempt: Attempt
+    tag: Tag
 
     def of(self, model_name):
         return getattr(self, {"mailingrun": "run"}.get(model_name, model_name))
@@ -41,7 +42,8 @@ def rows_for(owner):
     mailing = MailingFactory(owner=owner, clients=[client])
     run = MailingRunFactory(mailing=mailing)
     attempt = AttemptFactory(run=run, client=client, email=client.email)
-    return Rows(client, mailing.message, mailing, run, attempt)
+    tag = Tag.objects.create(owner=owner, name=f"tag of {owner.email}")
+    return Rows(client, mailing.message, mailing, run, attempt, tag)
 
 
 @pytest.fixture
@@ -77,7 +79,7 @@ def as_role(client, world, role):
     return user
 
 
-OWNED = ["client", "message", "mailing"]
+OWNED = ["client", "message", "mailing", "tag"]
 REPORTS = ["mailingrun", "attempt"]
 ROLES = ["anonymous", "blocked", "client_a", "client_b", "manager", "superuser"]
 
