@@ -378,6 +378,8 @@ JAZZMIN_SETTINGS = {
         "auth.Group": "fas fa-users",
         "core.User": "fas fa-user",
         "core.Client": "fas fa-address-book",
+        "core.Tag": "fas fa-tags",
+        "core.Suppression": "fas fa-ban",
         "core.Message": "fas fa-envelope-open-text",
         "core.Mailing": "fas fa-paper-plane",
         "core.MailingRun": "fas fa-history",
@@ -390,6 +392,8 @@ JAZZMIN_SETTINGS = {
     "order_with_respect_to": [
         "core",
         "core.client",
+        "core.tag",
+        "core.suppression",
         "core.message",
         "core.mailing",
         "core.mailingrun",
