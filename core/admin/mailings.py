@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
@@ -12,6 +13,19 @@ from core.models import Client, Mailing, Message, Tag
 from core.services import mailings as mailing_services
 
 from .base import OwnedAdmin, SendingNoticeMixin
+
+
+def _audience_size():
+    """How many recipients a mailing's run would be for (subscribed or not),
+    counted as the send path resolves its audience."""
+    return (
+        Client.objects.filter(owner_id=OuterRef("owner_id"))
+        .audience_of(OuterRef(OuterRef("pk")))
+        .order_by()
+        .values("owner_id")
+        .annotate(size=Count("pk"))
+        .values("size")[:1]
+    )
 
 
 class MailingForm(forms.ModelForm):
@@ -86,7 +100,7 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
             super()
             .get_queryset(request)
             .select_related("message", "owner")
-            .annotate(recipient_count=Count("clients", distinct=True))
+            .annotate(recipient_count=Coalesce(Subquery(_audience_size()), 0))
         )
 
     @admin.display(description=_("status"), ordering="status")

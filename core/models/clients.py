@@ -21,6 +21,15 @@ def subscribed_q(prefix: str = "") -> Q:
 
 
 class ClientQuerySet(OwnedQuerySet):
+    def audience_of(self, mailing):
+        """Recipients a mailing is for, each once: chosen for it, or carrying
+        one of its tags. `mailing` is an id or an expression (OuterRef)."""
+        chosen = self.model.mailings.through.objects.filter(mailing_id=mailing)
+        tagged = self.model.tags.through.objects.filter(tag__mailings=mailing)
+        return self.filter(
+            Q(pk__in=chosen.values("client_id")) | Q(pk__in=tagged.values("client_id"))
+        )
+
     def subscribed(self):
         return self.filter(subscribed_q())
 

@@ -149,3 +149,20 @@ def test_the_tag_filter_and_counts_name_only_the_users_tags(client, owner):
         ("VIP", 1)
     ]
     assert Client.objects.count() == 2
+
+
+def test_the_mailing_list_counts_the_audience_as_the_send_path_resolves_it(
+    client, owner
+):
+    vip = Tag.objects.create(owner=owner, name="VIP")
+    chosen, both, tagged, outsider = people(owner, 4)
+    for person in (both, tagged):
+        person.tags.add(vip)
+    mailing = MailingFactory(owner=owner, clients=[chosen, both])
+    mailing.tags.add(vip)
+    MailingFactory(owner=owner, clients=[])
+    client.force_login(owner)
+    page = client.get(reverse("admin:core_mailing_changelist"))
+    sizes = {m.pk: m.recipient_count for m in page.context["cl"].result_list}
+    assert sizes[mailing.pk] == 3
+    assert sorted(sizes.values()) == [0, 3]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -158,11 +158,7 @@ def run_open_now(*, mailing_id: int, now=None) -> MailingRun:
 def audience(*, mailing_id: int, owner_id: int):
     """The recipients a run of the mailing is for (subscribed or not): the
     owner's recipients chosen for it or carrying one of its tags, each once."""
-    chosen = Mailing.clients.through.objects.filter(mailing_id=mailing_id)
-    tagged = Client.tags.through.objects.filter(tag__mailings=mailing_id)
-    return Client.objects.filter(owner_id=owner_id).filter(
-        Q(pk__in=chosen.values("client_id")) | Q(pk__in=tagged.values("client_id"))
-    )
+    return Client.objects.filter(owner_id=owner_id).audience_of(mailing_id)
 
 
 def run_enqueue(*, run, now) -> None:
