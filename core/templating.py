@@ -37,6 +37,9 @@ MAX_SOURCE = 200_000
 MAX_TAG = 300
 MAX_IF_DEPTH = 10
 MAX_CONDITION_WORDS = 25
+# Variables a part may use: with the longest values (escaped in HTML) a part
+# renders to a few MB at most before MAX_RENDERED turns it down.
+MAX_VARIABLES = 2_000
 # A part rendered for one recipient is never longer than this.
 MAX_RENDERED = 1_000_000
 
@@ -86,22 +89,35 @@ def _scan(source: str) -> None:
         raise TemplateRefused(
             _("The text is longer than %(max)s characters.") % {"max": MAX_SOURCE}
         )
-    position = 0
+    position, newline = 0, -1
     while match := _OPENER.search(source, position):
         opener = match.group()
         start = match.start()
         end = source.find(_CLOSERS[opener], start + 2)
-        newline = source.find("\n", start)
-        if end == -1 or -1 < newline < end:
+        if newline < start:  # once per line, not per tag
+            newline = source.find("\n", start)
+            newline = len(source) if newline == -1 else newline
+        if end == -1 or newline < end:
             line = source.count("\n", 0, start) + 1
             raise TemplateRefused(
                 _at(line, _("“%(tag)s” is not closed on its line.") % {"tag": opener})
             )
         position = end + 2
     opened = []  # the lines of the {% if %} still open
+    variables = 0
     for token in Lexer(source).tokenize():
         if token.token_type == TokenType.TEXT:
             continue
+        if token.token_type == TokenType.VAR:
+            variables += 1
+            if variables > MAX_VARIABLES:
+                raise TemplateRefused(
+                    _at(
+                        token.lineno,
+                        _("a part may use at most %(max)s variables.")
+                        % {"max": MAX_VARIABLES},
+                    )
+                )
         if len(token.contents) > MAX_TAG:
             raise TemplateRefused(
                 _at(

@@ -164,7 +164,10 @@ class LoginView(auth_views.LoginView):
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form):
-        if form.has_error("__all__", "invalid_login"):
+        # A try django-axes refused checked no password: it does not count,
+        # or one address could spend an account's allowance for everyone.
+        locked = getattr(self.request, "axes_locked_out", False)
+        if form.has_error("__all__", "invalid_login") and not locked:
             throttles.login_account_limited(
                 self.request,
                 username=self.request.POST.get("username", ""),

@@ -30,8 +30,20 @@ class UserManager(BaseUserManager):
         # part case-insensitively, and people type it both ways.
         return (email or "").strip().lower()
 
+    def with_email(self, email):
+        """The user whose login is `email`, however it is spelled.
+
+        Both sides lower-cased, as throttles and lockouts key the address:
+        not `iexact`, which PostgreSQL runs as UPPER() and so matches
+        "vıctim@" (dotless ı) to "victim@", each spelling with a lockout
+        count of its own.
+        """
+        return self.alias(email_key=Lower("email")).filter(
+            email_key=self.normalize_email(email)
+        )
+
     def get_by_natural_key(self, username):
-        return self.get(email__iexact=self.normalize_email(username))
+        return self.with_email(username).get()
 
     def _create_user(self, email, password, **extra_fields):
         if not email:

@@ -94,7 +94,7 @@ def user_signup(*, email: str, full_name: str, password: str) -> bool:
     """
     User = get_user_model()
     email = User.objects.normalize_email(email)
-    existing = User.objects.filter(email__iexact=email).first()
+    existing = User.objects.with_email(email).first()
     if existing is not None and _expired_unverified(existing):
         # Its link has lapsed and nobody confirmed it: the address is free.
         existing.delete()
@@ -157,11 +157,14 @@ def user_resend_verification(*, email: str) -> bool:
     answer tells nothing about who is registered.
     """
     User = get_user_model()
-    user = User.objects.filter(
-        email__iexact=User.objects.normalize_email(email),
-        email_verified_at__isnull=True,
-        is_active=True,
-    ).first()
+    user = (
+        User.objects.with_email(email)
+        .filter(
+            email_verified_at__isnull=True,
+            is_active=True,
+        )
+        .first()
+    )
     if user is None:
         return True
     return user_send_verification(user=user)

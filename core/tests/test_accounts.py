@@ -635,3 +635,26 @@ def test_signups_racing_for_one_address_all_get_the_signup_page(
     response = signup(client, email="racer@example.org")
     assert response.status_code == 302 and response.url == reverse("signup_done")
     assert User.objects.filter(email="racer@example.org").count() == 1
+
+
+def test_tries_the_lockout_refused_do_not_spend_the_accounts_allowance(
+    client, settings
+):
+    """One address kept posting wrong passwords after django-axes locked it
+    out; each used to count against the account for every address."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.LOGIN_FAILURES_PER_ACCOUNT = "8/h"
+    user = UserFactory(email="target@example.com", verified=True)
+    for _ in range(12):
+        login_from(client, "203.0.113.9", user.email, password="guess")
+    owner = login_from(client, "198.51.100.1", user.email)
+    assert owner.status_code == 302
+
+
+def test_an_address_spelled_with_lookalike_letters_is_another_account():
+    """PostgreSQL's UPPER() makes "vıctim" (dotless ı) and "ſ" match "victim"
+    and "s": each spelling had a lockout count of its own."""
+    victim = UserFactory(email="sasha.victim@example.org", verified=True)
+    assert User.objects.with_email(" Sasha.Victim@Example.org").get() == victim
+    for lookalike in ("sasha.vıctim@example.org", "ſaſha.victim@example.org"):
+        assert not User.objects.with_email(lookalike).exists()

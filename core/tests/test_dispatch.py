@@ -404,25 +404,21 @@ def test_fixed_message_is_sent_on_retry_of_the_failed(owner, smtp_server):
 def test_another_tenants_mailing_is_delivered_while_the_worst_valid_message_is_sent(
     owner, smtp_server
 ):
-    """The heaviest message the language lets one save: every character a
-    variable, in both parts; it grows past the cap for a long name and fails
-    with the reason, or goes out; either way the other tenant's goes out."""
-    from core.templating import MAX_SOURCE, template_error
+    """The heaviest message the language lets one save: as many variables as
+    a part may use, with the longest names, in both parts, and the rest of
+    the text allowed; it goes out, and so does the other tenant's."""
+    from core.templating import MAX_SOURCE, MAX_VARIABLES, template_error
 
     from .factories import UserFactory
 
     attacker = UserFactory()
-    body = "{{ client.full_name|default:client.email }}" * (MAX_SOURCE // 44)
+    variables = "{{ client.full_name|default:client.email }}" * MAX_VARIABLES
+    body = variables + "x" * (MAX_SOURCE - len(variables))
     assert template_error(body) == ""
     hostile = MessageFactory(owner=attacker, body=body, html_body=body)
     due_mailing(
         attacker,
-        [
-            ClientFactory(
-                owner=attacker, email="long@example.org", full_name="Я" * 255
-            ),
-            ClientFactory(owner=attacker, email="short@example.org", full_name="Ян"),
-        ],
+        [ClientFactory(owner=attacker, email="long@example.org", full_name="Я" * 255)],
         message=hostile,
     )
     victims = people(owner, 4)
@@ -432,9 +428,5 @@ def test_another_tenants_mailing_is_delivered_while_the_worst_valid_message_is_s
 
     delivered = smtp_server.recorder.count_by_address()
     assert all(delivered[r.email] == 1 for r in victims)
-    long, short = (
-        Attempt.objects.get(email="long@example.org"),
-        Attempt.objects.get(email="short@example.org"),
-    )
-    assert long.status == "failed" and long.server_response.startswith("message error")
-    assert short.status == "sent" and delivered["short@example.org"] == 1
+    assert delivered["long@example.org"] == 1
+    assert Attempt.objects.get(email="long@example.org").status == "sent"

@@ -275,3 +275,18 @@ def test_manager_sees_all_and_lifts_only_manual_ones(client, manager, owner):
     from django.contrib.admin.models import DELETION, LogEntry
 
     assert LogEntry.objects.get(action_flag=DELETION).user == manager
+
+
+def test_a_recipient_deleted_after_the_run_was_queued_is_not_mailed(owner, smtp_server):
+    """A removal is a request to stop; the message would also carry no
+    unsubscribe link, its recipient being gone."""
+    from core.services.dispatch import dispatch_deliver, run_open_now
+
+    kept, removed = people(owner, 2)
+    mailing = due_mailing(owner, [kept, removed])
+    run_open_now(mailing_id=mailing.pk)
+    removed.delete()
+    dispatch_deliver()
+    assert [tos for tos, _ in smtp_server.messages] == [[kept.email]]
+    gone = Attempt.objects.get(email=removed.email)
+    assert (gone.status, gone.server_response) == ("skipped", "recipient deleted")

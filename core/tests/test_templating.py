@@ -11,8 +11,8 @@ from core.services.mail.templates import (
 )
 from core.templating import (
     MAX_IF_DEPTH,
-    MAX_RENDERED,
     MAX_SOURCE,
+    MAX_VARIABLES,
     template_error,
     template_unsafe,
 )
@@ -149,11 +149,22 @@ def test_variables_still_to_come_render_empty():
 
 
 def test_a_part_that_grows_past_the_cap_once_personalised_is_refused():
-    attributes = {"a": "z" * 500}
-    body = "{{ client.attributes.a }}" * (MAX_RENDERED // 500 + 1)
-    assert template_error(body) == ""
+    """The most a part may use, the longest values, escaped six times over
+    in HTML: 6 MB at worst, refused past MAX_RENDERED."""
+    attributes = {"a": "'" * 500}
+    html = "{{ client.attributes.a }}" * MAX_VARIABLES
+    assert template_error(html) == ""
+    context = message_context(client=Person(), attributes=attributes)
     with pytest.raises(MessageTooLarge):
-        render(body, attributes=attributes)
+        message_render(message=Part(html_body=html), context=context)
+    assert len(render("{{ client.attributes.a }}" * 100, attributes=attributes)) == (
+        50_000
+    )
+
+
+def test_a_part_of_more_variables_than_the_cap_is_refused():
+    error = template_error("{{ client.email }}" * (MAX_VARIABLES + 1))
+    assert error == f"Line 1: a part may use at most {MAX_VARIABLES} variables."
 
 
 def test_html_is_escaped_and_text_is_not():

@@ -43,7 +43,7 @@ class Command(BaseCommand):
         except ValidationError as error:
             raise CommandError(f"{email!r} is not a valid e-mail address.") from error
 
-        existing = User.objects.filter(email__iexact=email).first()
+        existing = User.objects.with_email(email).first()
         if existing is not None:
             state = (
                 "a superuser" if existing.is_superuser else "a user, not a superuser"

@@ -35,7 +35,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, file, owner, dry_run, **options):
-        user = User.objects.filter(email__iexact=owner.strip()).first()
+        user = User.objects.with_email(owner).first()
         if user is None:
             raise CommandError(
                 _("No user with the e-mail %(email)s.") % {"email": owner}

@@ -84,10 +84,16 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
             Attempt.objects.filter(pk__in=ids)
             .select_related("client")
             .annotate(
-                # The address as queued is checked too: its recipient may
-                # have been deleted since (and added again, or not).
+                # The address as queued is checked too, and a recipient
+                # deleted since is not mailed: a removal is a request to stop
+                # (and the message would carry no unsubscribe link).
                 may_send=Case(
-                    When(subscribed_q("client__") & ~suppressed_q(), then=Value(True)),
+                    When(
+                        Q(client__isnull=False)
+                        & subscribed_q("client__")
+                        & ~suppressed_q(),
+                        then=Value(True),
+                    ),
                     default=Value(False),
                     output_field=BooleanField(),
                 )

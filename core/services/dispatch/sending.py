@@ -42,7 +42,15 @@ from core.services.unsubscribe import unsubscribe_url
 
 from .claims import attempts_claim, claims_renew, token_new
 from .journal import Journal
-from .outcome import FAILURES, UNSUBSCRIBED, Outcome, Result, Summary, outcome_of
+from .outcome import (
+    DELETED,
+    FAILURES,
+    UNSUBSCRIBED,
+    Outcome,
+    Result,
+    Summary,
+    outcome_of,
+)
 from .recording import results_record
 
 logger = logging.getLogger(__name__)
@@ -488,7 +496,8 @@ class Sender:
         if self._paused(attempt.run):
             return Result(attempt, Outcome.PAUSED), True
         if not attempt.may_send:
-            return Result(attempt, Outcome.SKIPPED, UNSUBSCRIBED), True
+            reason = DELETED if attempt.client_id is None else UNSUBSCRIBED
+            return Result(attempt, Outcome.SKIPPED, reason), True
         # Opening a session and waiting for the rate limit stop before
         # recovery may take the claim, and near the budget. A message under
         # way may outlast them by a server's slow answer: should recovery
