@@ -60,10 +60,17 @@ class MailingRunAdmin(ReportAdmin):
         "attempts_link",
     )
     list_filter = ("status", ("mailing", admin.RelatedOnlyFieldListFilter))
+    readonly_fields = ("left_out",)
     actions = ("retry_failed",)
     list_select_related = ("mailing",)
     search_fields = ("mailing__title",)
     date_hierarchy = "scheduled_for"
+
+    @admin.display(description=_("left out"))
+    def left_out(self, obj):
+        """Who was not mailed, and why."""
+        reasons = dispatch.run_left_out(run=obj)
+        return "; ".join(f"{reason}: {count}" for reason, count in reasons) or "—"
 
     def get_actions(self, request):
         # Reports are read-only, but the owner may queue a retry.

@@ -166,3 +166,26 @@ def test_the_mailing_list_counts_the_audience_as_the_send_path_resolves_it(
     sizes = {m.pk: m.recipient_count for m in page.context["cl"].result_list}
     assert sizes[mailing.pk] == 3
     assert sorted(sizes.values()) == [0, 3]
+
+
+def test_the_run_report_says_who_was_left_out_and_why(client, owner, smtp_server):
+    from core.models import MailingRun, Suppression
+    from core.services.unsubscribe import client_unsubscribe, unsubscribe_token
+
+    vip = Tag.objects.create(owner=owner, name="VIP")
+    mailed, unsubscribed, suppressed, also_unsubscribed = people(owner, 4)
+    for person in (unsubscribed, also_unsubscribed):
+        client_unsubscribe(token=unsubscribe_token(client_id=person.pk))
+    Suppression.objects.record(
+        owner_id=None, emails=[suppressed.email], reason="complaint"
+    )
+    for person in (mailed, unsubscribed, suppressed, also_unsubscribed):
+        person.tags.add(vip)
+    mailing = due_mailing(owner, [])
+    mailing.tags.add(vip)
+    dispatch_tick()
+    run = MailingRun.objects.get()
+    client.force_login(owner)
+    page = client.get(reverse("admin:core_mailingrun_change", args=[run.pk]))
+    assert "unsubscribed: 2; suppressed: 1" in page.content.decode()
+    assert run.skipped_count == 3 and run.sent_count == 1

@@ -16,7 +16,14 @@ from django.utils import timezone
 
 from .outcome import Outcome, Summary
 from .recovery import attempts_recover
-from .runs import NotSendable, Plan, run_open_now, run_retry_failed, runs_open_due
+from .runs import (
+    NotSendable,
+    Plan,
+    run_left_out,
+    run_open_now,
+    run_retry_failed,
+    runs_open_due,
+)
 from .runs import runs_plan as dispatch_plan
 from .workers import deliver, deliver_foreground, deliveries_wanted
 
@@ -29,6 +36,7 @@ __all__ = [
     "dispatch_plan",
     "dispatch_tick",
     "deliveries_wanted",
+    "run_left_out",
     "run_open_now",
     "run_retry_failed",
 ]

@@ -14,12 +14,13 @@ from django.db import connection, transaction
 from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from core.models import Attempt, Client, Mailing, MailingRun
 from core.models.clients import subscribed_q
 from core.models.scheduling import due_now
 
-from .outcome import SUPPRESSED, UNSUBSCRIBED, Summary
+from .outcome import DELETED, SUPPRESSED, UNSUBSCRIBED, Summary
 
 COUNTERS = ("total", "sent", "failed", "skipped", "unknown")
 
@@ -240,6 +241,30 @@ def run_retry_failed(*, run, now=None) -> int:
                 },
             )
     return retried
+
+
+# The reasons a recipient is left out of a run, as its report names them.
+LEFT_OUT_REASONS = {
+    UNSUBSCRIBED: gettext_lazy("unsubscribed"),
+    SUPPRESSED: gettext_lazy("suppressed"),
+    DELETED: gettext_lazy("recipient deleted"),
+}
+
+
+def run_left_out(*, run) -> list[tuple[str, int]]:
+    """(reason, how many) of the run's recipients who were not mailed,
+    most first: what its report shows beside the skipped count."""
+    rows = (
+        Attempt.objects.filter(run=run, status=Attempt.Status.SKIPPED)
+        .order_by()
+        .values_list("server_response")
+        .annotate(count=Count("id"))
+        .order_by("-count")
+    )
+    return [
+        (str(LEFT_OUT_REASONS.get(reason, reason or _("other"))), count)
+        for reason, count in rows
+    ]
 
 
 # --- what a tick would do -------------------------------------------------
