@@ -6,6 +6,7 @@ Every variable is documented in `example.env`.
 """
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,7 +28,17 @@ if ENV_FILE.is_file():
 # DEBUG=True for development.
 DEBUG = env.bool("DEBUG", default=False)
 
-if DEBUG:
+# Commands that read only the code (migrations, translations) never sign,
+# serve or send anything: they run without a key in production mode too, so
+# `manage.py makemigrations --check` in CI needs no secret.
+CODE_ONLY_COMMANDS = {"makemigrations", "makemessages", "compilemessages"}
+_code_only = (
+    len(sys.argv) > 1
+    and Path(sys.argv[0]).name == "manage.py"
+    and sys.argv[1] in CODE_ONLY_COMMANDS
+)
+
+if DEBUG or (_code_only and not env.str("SECRET_KEY", default="")):
     SECRET_KEY = env.str(
         "SECRET_KEY", default="insecure-development-key-never-use-in-production"
     )

@@ -251,3 +251,31 @@ def test_production_mode_serves_pages_and_its_own_static_files(tmp_path):
     }
     result = run_python(PRODUCTION_PAGES, tmp_path, **env)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+
+
+def run_manage(args, tmp_path, **env_vars):
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "ENV_FILE": str(tmp_path / "none.env"),
+        **env_vars,
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_commands_that_read_only_the_code_run_without_a_key(tmp_path):
+    """`makemigrations --check` in CI, or translations on a build machine,
+    need no secret; everything else in production mode still refuses."""
+    checked = run_manage(["makemigrations", "--check", "--dry-run"], tmp_path)
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert "No changes detected" in checked.stdout
+    refused = run_manage(["migrate", "--no-input"], tmp_path)
+    assert refused.returncode != 0
+    assert "SECRET_KEY must be set" in refused.stderr
