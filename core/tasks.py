@@ -78,29 +78,23 @@ def fan_out(count: int | None = None, *, share: int | None = None) -> int:
 
 def schedule_ensure(**kwargs) -> None:
     """Create or update the schedules; run after every migrate."""
-    Schedule.objects.update_or_create(
-        name=SCHEDULE_NAME,
-        defaults={
+    schedules = {
+        SCHEDULE_NAME: {
             "func": "core.tasks.tick",
             "schedule_type": Schedule.MINUTES,
             "minutes": settings.DISPATCH_PERIOD_MINUTES,
-            "repeats": -1,
         },
-    )
-    Schedule.objects.update_or_create(
-        name=FIGURES_SCHEDULE_NAME,
-        defaults={
+        FIGURES_SCHEDULE_NAME: {
             "func": "core.tasks.site_figures_refresh",
             "schedule_type": Schedule.MINUTES,
             "minutes": max(1, site.SITE_FIGURES_SECONDS // 60),
-            "repeats": -1,
         },
-    )
-    Schedule.objects.update_or_create(
-        name=PURGE_SCHEDULE_NAME,
-        defaults={
+        PURGE_SCHEDULE_NAME: {
             "func": "core.tasks.purge_unverified",
             "schedule_type": Schedule.DAILY,
-            "repeats": -1,
         },
-    )
+    }
+    for name, defaults in schedules.items():
+        Schedule.objects.update_or_create(
+            name=name, defaults={**defaults, "repeats": -1}
+        )

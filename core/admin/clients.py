@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from core.models import Client, Tag
+from core.models.users import email_normalize
 
 from .base import OwnedAdmin
 from .recipient_csv import RecipientCSVMixin
@@ -35,7 +36,7 @@ class ClientForm(forms.ModelForm):
             self.fields["tags"].queryset = Tag.objects.filter(owner_id=owner_id)
 
     def clean_email(self):
-        email = (self.cleaned_data.get("email") or "").strip().lower()
+        email = email_normalize(self.cleaned_data.get("email"))
         owner_id = self.instance.owner_id or self.request_user.pk
         duplicate = (
             Client.objects.filter(owner_id=owner_id, email__iexact=email)

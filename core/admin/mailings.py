@@ -142,11 +142,11 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
             may_send = mailing.is_enabled and self.has_change_permission(
                 request, mailing
             )
-            problem = mailing.owner.sending_refusal() or (
-                mailing.message.sending_problem()
-                and _("the message must be fixed first: %(problem)s")
-                % {"problem": mailing.message.sending_problem()}
-            )
+            problem = mailing.owner.sending_refusal()
+            if not problem and (unsafe := mailing.message.sending_problem()):
+                problem = _("the message must be fixed first: %(problem)s") % {
+                    "problem": unsafe
+                }
             if may_send and problem:
                 broken.append(f"{mailing.title} ({problem})")
                 continue

@@ -14,7 +14,7 @@ from django.utils.translation import ngettext
 from core.models import Suppression
 from core.models.base import sees_all
 from core.models.grants import perm_name
-from core.models.suppressions import email_normalize
+from core.models.users import email_normalize
 
 
 class SuppressionForm(forms.ModelForm):

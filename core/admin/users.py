@@ -171,15 +171,23 @@ class UserAdmin(DjangoUserAdmin):
                 "Sending resumed for %(count)d users.",
                 len(changed),
             )
-        self.message_user(request, text % {"count": len(changed)}, messages.SUCCESS)
+        self._report(
+            request,
+            text % {"count": len(changed)},
+            refused,
+            _(
+                "Left unchanged: %(users)s. Nobody can suspend themselves, "
+                "a superuser or a manager."
+            ),
+        )
+
+    def _report(self, request, done: str, refused, refused_text) -> None:
+        """What a manager's action changed, and whom it left alone."""
+        self.message_user(request, done, messages.SUCCESS)
         if refused:
             self.message_user(
                 request,
-                _(
-                    "Left unchanged: %(users)s. Nobody can suspend themselves, "
-                    "a superuser or a manager."
-                )
-                % {"users": ", ".join(user.email for user in refused)},
+                refused_text % {"users": ", ".join(user.email for user in refused)},
                 messages.WARNING,
             )
 
@@ -212,14 +220,12 @@ class UserAdmin(DjangoUserAdmin):
             text = ngettext(
                 "%(count)d user blocked.", "%(count)d users blocked.", len(changed)
             )
-        self.message_user(request, text % {"count": len(changed)}, messages.SUCCESS)
-        if refused:
-            self.message_user(
-                request,
-                _(
-                    "Left unchanged: %(users)s. Nobody can block themselves, "
-                    "a superuser or a manager."
-                )
-                % {"users": ", ".join(user.email for user in refused)},
-                messages.WARNING,
-            )
+        self._report(
+            request,
+            text % {"count": len(changed)},
+            refused,
+            _(
+                "Left unchanged: %(users)s. Nobody can block themselves, "
+                "a superuser or a manager."
+            ),
+        )

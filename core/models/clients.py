@@ -6,7 +6,8 @@ from django.utils.translation import gettext_lazy as _
 
 from .audience import Tag
 from .base import OwnedModel, OwnedQuerySet
-from .suppressions import Suppression, email_normalize, suppressed_q
+from .suppressions import Suppression, suppressed_q
+from .users import email_normalize
 
 COMMENT_MAX_LENGTH = 2000
 

@@ -18,11 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .base import OwnedQuerySet
-
-
-def email_normalize(address: str) -> str:
-    """The form suppressions are kept and matched in."""
-    return (address or "").strip().lower()
+from .users import email_normalize
 
 
 class SuppressionQuerySet(OwnedQuerySet):

@@ -19,6 +19,14 @@ def sending_allowed_q(prefix: str = "") -> Q:
     )
 
 
+def email_normalize(address: str) -> str:
+    """An address as the service keeps and matches it (logins, recipients,
+    suppressions, throttles). The whole address is lowercased: mailbox
+    providers treat the local part case-insensitively, and people type it
+    both ways."""
+    return (address or "").strip().lower()
+
+
 class UserManager(BaseUserManager):
     """Users log in by e-mail; addresses are compared case-insensitively."""
 
@@ -26,9 +34,7 @@ class UserManager(BaseUserManager):
 
     @classmethod
     def normalize_email(cls, email):
-        # The whole address is lowercased: mailbox providers treat the local
-        # part case-insensitively, and people type it both ways.
-        return (email or "").strip().lower()
+        return email_normalize(email)
 
     def with_email(self, email):
         """The user whose login is `email`, however it is spelled.

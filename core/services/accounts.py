@@ -219,14 +219,10 @@ def user_mark_verified(*, user) -> None:
         user.groups.add(clients)
 
 
-def users_set_active(*, users, active: bool, actor) -> tuple[list, list]:
-    """A manager blocks or unblocks users.
-
-    Never the actor themself, a superuser or another manager. Blocking ends
-    the user's sessions at once: they are deleted, and the authentication
-    backend refuses inactive users on every request anyway. Returns
-    (changed, refused) lists of users.
-    """
+def _managers_change(*, users, actor, change) -> tuple[list, list]:
+    """Apply `change(user)` (True when it changed and saved the user) to each
+    of `users` a manager may change: never the actor themself, a superuser
+    or another manager. Returns (changed, refused) lists of users."""
     changed, refused = [], []
     with transaction.atomic():
         for user in users.select_for_update().prefetch_related("groups"):
@@ -237,10 +233,26 @@ def users_set_active(*, users, active: bool, actor) -> tuple[list, list]:
             )
             if protected:
                 refused.append(user)
-            elif user.is_active != active:
-                user.is_active = active
-                user.save(update_fields=["is_active"])
+            elif change(user):
                 changed.append(user)
+    return changed, refused
+
+
+def users_set_active(*, users, active: bool, actor) -> tuple[list, list]:
+    """A manager blocks or unblocks users; (changed, refused).
+
+    Blocking ends the user's sessions at once: they are deleted, and the
+    authentication backend refuses inactive users on every request anyway.
+    """
+
+    def change(user) -> bool:
+        if user.is_active == active:
+            return False
+        user.is_active = active
+        user.save(update_fields=["is_active"])
+        return True
+
+    changed, refused = _managers_change(users=users, actor=actor, change=change)
     if not active:
         sessions_end(user_ids={user.pk for user in changed})
     return changed, refused
@@ -267,30 +279,19 @@ def sessions_end(*, user_ids) -> int:
 def users_set_sending(*, users, suspended: bool, actor, reason: str = "") -> tuple:
     """A manager suspends or resumes users' sending; (changed, refused).
 
-    Never the actor themself, a superuser or another manager, as blocking.
     A suspension stops every door of the send path (the schedule, "send
     now", the command, deliveries under way, test e-mails) until resumed.
     """
-    changed, refused = [], []
-    with transaction.atomic():
-        for user in users.select_for_update().prefetch_related("groups"):
-            protected = (
-                user.pk == actor.pk
-                or user.is_superuser
-                or any(group.name == MANAGERS for group in user.groups.all())
-            )
-            if protected:
-                refused.append(user)
-                continue
-            if suspended:
-                user.sending_suspended_at = user.sending_suspended_at or timezone.now()
-                user.sending_suspended_reason = reason.strip()
-            elif user.sending_suspended_at is None:
-                continue
-            else:
-                user.sending_suspended_at, user.sending_suspended_reason = None, ""
-            user.save(
-                update_fields=["sending_suspended_at", "sending_suspended_reason"]
-            )
-            changed.append(user)
-    return changed, refused
+
+    def change(user) -> bool:
+        if suspended:
+            user.sending_suspended_at = user.sending_suspended_at or timezone.now()
+            user.sending_suspended_reason = reason.strip()
+        elif user.sending_suspended_at is None:
+            return False
+        else:
+            user.sending_suspended_at, user.sending_suspended_reason = None, ""
+        user.save(update_fields=["sending_suspended_at", "sending_suspended_reason"])
+        return True
+
+    return _managers_change(users=users, actor=actor, change=change)

@@ -30,7 +30,7 @@ from import_export.instance_loaders import BaseInstanceLoader
 from import_export.results import RowResult
 
 from core.models import Client, Suppression, User
-from core.models.suppressions import email_normalize
+from core.models.users import email_normalize
 
 from .columns import (
     ROW_COLUMN,
