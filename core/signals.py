@@ -6,7 +6,7 @@ service, `loaddata`, or the shell.
 
 from django.db.models.signals import post_delete, post_migrate, post_save, pre_save
 
-from .models import Article, Client, Mailing, User
+from .models import Article, Client, Field, Mailing, User
 from .models.grants import permissions_grant_owner
 from .models.mailings import SCHEDULE_FIELDS
 from .models.markup import article_body_html
@@ -52,6 +52,11 @@ def client_unsubscribe_loaded(sender, instance, raw=False, **kwargs):
         instance.suppress(detail="loaddata")
 
 
+def field_values_removed(sender, instance, **kwargs):
+    """A custom field deleted takes its values with it, however it went."""
+    Client.objects.filter(owner_id=instance.owner_id).attribute_remove(instance.key)
+
+
 def article_sanitize_loaded(sender, instance, raw=False, **kwargs):
     """`loaddata` skips save(): a fixture cannot bring unsafe HTML either."""
     if raw:
@@ -75,6 +80,7 @@ def connect(app_config) -> None:
     pre_save.connect(article_sanitize_loaded, sender=Article)
     pre_save.connect(client_suppression_loaded, sender=Client)
     post_save.connect(client_unsubscribe_loaded, sender=Client)
+    post_delete.connect(field_values_removed, sender=Field)
     for signal in (post_save, post_delete):
         signal.connect(blog_changed, sender=Article)
     post_save.connect(author_changed, sender=User)

@@ -2,9 +2,11 @@
 from . import (  # noqa: F401
     blog,
     clients,
+    fields,
     mailings,
     messages,
     reports,
+    segments,
     suppressions,
     tags,
     users,

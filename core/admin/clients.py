@@ -7,19 +7,48 @@ bound to the requesting user's own list in `recipient_csv`.
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.widgets import AdminDateWidget
+from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 from django.utils import formats
+from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from core.models import Client, Tag
+from core.models import Client, Field, Segment, Tag
+from core.models.audience import TEXT_MAX_LENGTH
 from core.models.users import email_normalize
 
 from .base import OwnedAdmin
 from .recipient_csv import RecipientCSVMixin
 
+ATTRIBUTE_PREFIX = "attribute_"
+
+
+def attribute_form_field(field: Field) -> forms.Field:
+    """The input for one custom field; its value is checked by the field's
+    own rule (Field.value_of) when the form is cleaned."""
+    common = {
+        "label": field.label,
+        "required": False,
+        "help_text": "{{ client.attributes." + field.key + " }}",
+    }
+    if field.kind == Field.Kind.DATE:
+        return forms.DateField(widget=AdminDateWidget, **common)
+    if field.kind == Field.Kind.CHOICE:
+        choices = [("", "—"), *((choice, choice) for choice in field.choices)]
+        return forms.ChoiceField(choices=choices, **common)
+    if field.kind == Field.Kind.BOOLEAN:
+        return forms.NullBooleanField(**common)
+    if field.kind == Field.Kind.NUMBER:
+        return forms.CharField(max_length=40, **common)
+    return forms.CharField(max_length=TEXT_MAX_LENGTH, **common)
+
 
 class ClientForm(forms.ModelForm):
+    # The owner's custom fields, one input each (ClientAdmin.get_form).
+    owner_fields = ()
+
     class Meta:
         model = Client
         # The unsubscribe date is the recipient's, never the owner's to
@@ -29,6 +58,12 @@ class ClientForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.instance.owner_id is None:
+            self.instance.owner_id = self.request_user.pk
+        for field in self.owner_fields:
+            name = ATTRIBUTE_PREFIX + field.key
+            if name in self.fields:
+                self.initial.setdefault(name, self.instance.attributes.get(field.key))
         if "tags" in self.fields:
             # The owner's tags only: another user's, posted by id, fail
             # validation like a missing one.
@@ -49,6 +84,24 @@ class ClientForm(forms.ModelForm):
             )
         return email
 
+    def clean(self):
+        cleaned = super().clean()
+        values = {}
+        for field in self.owner_fields:
+            name = ATTRIBUTE_PREFIX + field.key
+            if name not in self.fields:
+                continue
+            try:
+                value = field.value_of(cleaned.get(name))
+            except ValidationError as error:
+                self.add_error(name, error)
+                continue
+            if value is not None:
+                values[field.key] = value
+        if self.owner_fields:
+            self.instance.attributes = values
+        return cleaned
+
 
 class TagFilter(admin.SimpleListFilter):
     title = _("tag")
@@ -65,6 +118,27 @@ class TagFilter(admin.SimpleListFilter):
         return queryset
 
 
+class SegmentFilter(admin.SimpleListFilter):
+    title = _("segment")
+    parameter_name = "segment"
+
+    def lookups(self, request, model_admin):
+        segments = Segment.objects.visible_to(request.user).order_by("name")
+        return [(str(segment.pk), segment.name) for segment in segments]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        segment = (
+            Segment.objects.visible_to(request.user)
+            .filter(pk=self.value() if self.value().isdigit() else None)
+            .first()
+        )
+        if segment is None:  # not theirs, or gone: nobody, as for any id
+            return queryset.none()
+        return queryset.filter(owner_id=segment.owner_id).filter(segment.members_q())
+
+
 class TagChoiceForm(forms.Form):
     tag = forms.ModelChoiceField(label=_("Tag"), queryset=Tag.objects.none())
 
@@ -78,13 +152,19 @@ class SubscriptionFilter(admin.SimpleListFilter):
     parameter_name = "subscribed"
 
     def lookups(self, request, model_admin):
-        return [("yes", _("subscribed")), ("no", _("unsubscribed"))]
+        return [
+            ("yes", _("subscribed")),
+            ("no", _("unsubscribed")),
+            ("unconfirmed", _("awaiting confirmation")),
+        ]
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
             return queryset.subscribed()
         if self.value() == "no":
-            return queryset.unsubscribed()
+            return queryset.unsubscribed().exclude(confirmed_at__isnull=True)
+        if self.value() == "unconfirmed":
+            return queryset.unconfirmed()
         return queryset
 
 
@@ -92,17 +172,72 @@ class SubscriptionFilter(admin.SimpleListFilter):
 class ClientAdmin(RecipientCSVMixin, OwnedAdmin):
     form = ClientForm
     list_display = ("email", "full_name", "comment", "unsubscribed_at", "created_at")
-    list_filter = (SubscriptionFilter, TagFilter)
+    list_filter = (SubscriptionFilter, TagFilter, SegmentFilter)
     search_fields = ("email", "full_name", "comment")
-    readonly_fields = ("unsubscribed_at", "created_at", "updated_at")
+    readonly_fields = (
+        "attributes_display",
+        "source",
+        "confirmed_at",
+        "unsubscribed_at",
+        "created_at",
+        "updated_at",
+    )
     actions = ("export_selected", "add_tag", "remove_tag")
     fieldsets = (
         (_("Recipient"), {"fields": ("email", "full_name", "comment", "tags")}),
         (
             _("Subscription"),
-            {"fields": ("unsubscribed_at", "created_at", "updated_at")},
+            {
+                "fields": (
+                    "source",
+                    "confirmed_at",
+                    "unsubscribed_at",
+                    "created_at",
+                    "updated_at",
+                )
+            },
         ),
     )
+
+    # --- custom fields ---------------------------------------------------
+    def _owner_fields(self, request, obj):
+        owner_id = obj.owner_id if obj is not None else request.user.pk
+        return list(Field.objects.filter(owner_id=owner_id))
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = list(super().get_fieldsets(request, obj))
+        fields = self._owner_fields(request, obj)
+        if not fields:
+            return fieldsets
+        # Who may change the recipient gets an input per field; who may only
+        # look (a manager) reads the values.
+        if self.has_change_permission(request, obj):
+            names = tuple(ATTRIBUTE_PREFIX + field.key for field in fields)
+        else:
+            names = ("attributes_display",)
+        fieldsets.insert(1, (_("Custom fields"), {"fields": names}))
+        return fieldsets
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        fields = self._owner_fields(request, obj)
+        if fields and self.has_change_permission(request, obj):
+            declared = {
+                ATTRIBUTE_PREFIX + field.key: attribute_form_field(field)
+                for field in fields
+            }
+            kwargs["form"] = type(
+                "ClientForm", (self.form,), {**declared, "owner_fields": fields}
+            )
+        return super().get_form(request, obj, change, **kwargs)
+
+    @admin.display(description=_("custom fields"))
+    def attributes_display(self, obj):
+        fields = Field.objects.filter(owner_id=obj.owner_id)
+        rows = [
+            (field.label, field.display(obj.attributes.get(field.key)) or "—")
+            for field in fields
+        ]
+        return format_html_join("", "<div><b>{}:</b> {}</div>", rows) or "—"
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -1,15 +1,17 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.urls import reverse
+from django.http import JsonResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from core import tasks
-from core.models import Client, Mailing, Message, Tag
+from core.models import Client, Mailing, Message, Segment, Tag
 from core.services import mailings as mailing_services
 
 from .base import OwnedAdmin, SendingNoticeMixin
@@ -36,11 +38,15 @@ class MailingForm(forms.ModelForm):
             "message",
             "clients",
             "tags",
+            "segments",
             "start_at",
             "end_at",
             "periodicity",
         ]
-        widgets = {"tags": forms.CheckboxSelectMultiple}
+        widgets = {
+            "tags": forms.CheckboxSelectMultiple,
+            "segments": forms.CheckboxSelectMultiple,
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -53,6 +59,22 @@ class MailingForm(forms.ModelForm):
             self.fields["clients"].queryset = Client.objects.filter(owner_id=owner_id)
         if "tags" in self.fields:
             self.fields["tags"].queryset = Tag.objects.filter(owner_id=owner_id)
+        if "segments" in self.fields:
+            self.fields["segments"].queryset = Segment.objects.filter(owner_id=owner_id)
+
+
+def audience_text(total, reachable):
+    text = ngettext("%(total)d recipient, ", "%(total)d recipients, ", total) % {
+        "total": total
+    }
+    text += ngettext(
+        "%(reachable)d of them may be mailed now (the others unsubscribed, "
+        "are unconfirmed or suppressed).",
+        "%(reachable)d of them may be mailed now (the others unsubscribed, "
+        "are unconfirmed or suppressed).",
+        reachable,
+    ) % {"reachable": reachable}
+    return text
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -83,11 +105,20 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
     list_filter = (StatusFilter, "periodicity", "is_enabled")
     search_fields = ("title", "message__subject")
     autocomplete_fields = ("message", "clients")
-    readonly_fields = ("status_badge", "next_run_at", "last_run_at", "is_enabled")
+    readonly_fields = (
+        "status_badge",
+        "next_run_at",
+        "last_run_at",
+        "is_enabled",
+        "audience_size",
+    )
     actions = ("send_now", "disable_mailings", "enable_mailings")
     fieldsets = (
         (None, {"fields": ("title", "message")}),
-        (_("Recipients"), {"fields": ("clients", "tags")}),
+        (
+            _("Recipients"),
+            {"fields": ("clients", "tags", "segments", "audience_size")},
+        ),
         (_("Schedule"), {"fields": ("start_at", "end_at", "periodicity")}),
         (
             _("State"),
@@ -95,12 +126,62 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
         ),
     )
 
+    class Media:
+        js = ("core/js/live-count.js",)
+
     def get_queryset(self, request):
         return (
             super()
             .get_queryset(request)
             .select_related("message", "owner")
+            .prefetch_related("segments")
             .annotate(recipient_count=Coalesce(Subquery(_audience_size()), 0))
+        )
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "audience/",
+                self.admin_site.admin_view(self.audience_view),
+                name="{}_{}_audience".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def audience_view(self, request):
+        """How many the mailing being edited would reach, before it is saved."""
+        if request.method != "POST":
+            return JsonResponse({"error": "POST"}, status=405)
+        if not self.works_here(request):
+            raise PermissionDenied
+        form = self.get_form(request)(request.POST)
+        form.is_valid()  # only the audience's fields are read; each is the owner's
+        chosen = {
+            name: form.cleaned_data.get(name) or []
+            for name in ("clients", "tags", "segments")
+        }
+        total, reachable = mailing_services.mailing_audience_size(
+            owner_id=request.user.pk, **chosen
+        )
+        return JsonResponse({"html": str(audience_text(total, reachable))})
+
+    @admin.display(description=_("audience"))
+    def audience_size(self, obj):
+        if obj is not None and obj.pk is not None:
+            total, reachable = mailing_services.mailing_audience_size(
+                owner_id=obj.owner_id,
+                clients=obj.clients.all(),
+                tags=obj.tags.all(),
+                segments=obj.segments.all(),
+            )
+            text = audience_text(total, reachable)
+        else:
+            text = _("Choose recipients, tags or segments to see how many it reaches.")
+        return format_html(
+            '<div id="mailing-audience" data-live-count-url="{}">{}</div>',
+            reverse("admin:core_mailing_audience"),
+            text,
         )
 
     @admin.display(description=_("status"), ordering="status")
@@ -120,9 +201,17 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
             Mailing.Status(status).label,
         )
 
-    @admin.display(description=_("recipients"), ordering="recipient_count")
+    # Not sortable: a segment's members are counted by its rules, row by row.
+    @admin.display(description=_("recipients"))
     def recipients(self, obj):
-        return getattr(obj, "recipient_count", None)
+        segments = list(obj.segments.all())
+        if not segments:
+            return getattr(obj, "recipient_count", None)
+        return (
+            Client.objects.filter(owner_id=obj.owner_id)
+            .audience_of(obj.pk, segments=segments)
+            .count()
+        )
 
     @admin.display(description=_("reports"))
     def reports(self, obj):

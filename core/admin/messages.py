@@ -99,7 +99,9 @@ class MessageAdmin(SendingNoticeMixin, OwnedAdmin):
 
     def preview_view(self, request, object_id):
         message = self._message(request, object_id)
-        preview = message_services.message_preview(message=message)
+        preview = message_services.message_preview(
+            message=message, email=request.GET.get("as", "")[:254]
+        )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,

@@ -1,14 +1,17 @@
-from .audience import Tag
+from .audience import Field, Tag
 from .blog import Article
 from .clients import Client
 from .mailings import Attempt, Mailing, MailingRun, Message
 from .permissions import (
     ArticleUserObjectPermission,
     ClientUserObjectPermission,
+    FieldUserObjectPermission,
     MailingUserObjectPermission,
     MessageUserObjectPermission,
+    SegmentUserObjectPermission,
     TagUserObjectPermission,
 )
+from .segments import Segment
 from .suppressions import Suppression
 from .users import User
 
@@ -18,11 +21,15 @@ __all__ = [
     "Attempt",
     "Client",
     "ClientUserObjectPermission",
+    "Field",
+    "FieldUserObjectPermission",
     "Mailing",
     "MailingRun",
     "MailingUserObjectPermission",
     "Message",
     "MessageUserObjectPermission",
+    "Segment",
+    "SegmentUserObjectPermission",
     "Suppression",
     "Tag",
     "TagUserObjectPermission",

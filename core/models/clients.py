@@ -1,10 +1,13 @@
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .audience import Tag
+from .audience import Field, Tag, attributes_clean
 from .base import OwnedModel, OwnedQuerySet
 from .suppressions import Suppression, suppressed_q
 from .users import email_normalize
@@ -13,26 +16,59 @@ COMMENT_MAX_LENGTH = 2000
 
 
 def subscribed_q(prefix: str = "") -> Q:
-    """The one rule for a recipient whom mailings may reach: not unsubscribed
-    and not suppressed. `prefix` reads it through a relation
+    """The one rule for a recipient whom mailings may reach: confirmed, not
+    unsubscribed and not suppressed. `prefix` reads it through a relation
     (``subscribed_q("client__")``)."""
-    return Q(**{f"{prefix}unsubscribed_at__isnull": True}) & ~suppressed_q(
-        owner=f"{prefix}owner_id", email=f"{prefix}email"
+    return (
+        Q(**{f"{prefix}confirmed_at__isnull": False})
+        & Q(**{f"{prefix}unsubscribed_at__isnull": True})
+        & ~suppressed_q(owner=f"{prefix}owner_id", email=f"{prefix}email")
     )
 
 
 class ClientQuerySet(OwnedQuerySet):
-    def audience_of(self, mailing):
-        """Recipients a mailing is for, each once: chosen for it, or carrying
-        one of its tags. `mailing` is an id or an expression (OuterRef)."""
-        chosen = self.model.mailings.through.objects.filter(mailing_id=mailing)
+    def audience_of(self, mailing, *, segments=()):
+        """Recipients a mailing is for, each once: chosen for it, carrying one
+        of its tags, or members of one of its `segments` (whose rules the
+        caller has loaded). `mailing` is an id or an expression (OuterRef)."""
+        through = self.model.mailings.through.objects.filter(mailing_id=mailing)
         tagged = self.model.tags.through.objects.filter(tag__mailings=mailing)
-        return self.filter(
-            Q(pk__in=chosen.values("client_id")) | Q(pk__in=tagged.values("client_id"))
+        return self._audience(
+            chosen=through.values("client_id"),
+            tagged=tagged.values("client_id"),
+            segments=segments,
         )
+
+    def audience(self, *, clients, tags, segments=()):
+        """The same for a mailing being edited: the recipients `clients`,
+        everyone carrying one of `tags` and the members of `segments`."""
+        tagged = self.model.tags.through.objects.filter(tag_id__in=tags)
+        return self._audience(
+            chosen=clients, tagged=tagged.values("client_id"), segments=segments
+        )
+
+    def _audience(self, *, chosen, tagged, segments):
+        # The one rule of who a mailing reaches, whichever asks.
+        who = Q(pk__in=chosen) | Q(pk__in=tagged)
+        for segment in segments:
+            who |= segment.members_q()
+        return self.filter(who)
 
     def subscribed(self):
         return self.filter(subscribed_q())
+
+    def unconfirmed(self):
+        return self.filter(confirmed_at__isnull=True)
+
+    def attribute_remove(self, key: str) -> int:
+        """Drop one custom field's values from these recipients (the field is
+        gone); how many changed. One statement, not a row at a time."""
+        rows = self.filter(attributes__has_key=key)
+        if connection.vendor == "postgresql":
+            value = RawSQL("attributes - %s", [key])
+        else:
+            value = RawSQL("json_remove(attributes, %s)", [f'$."{key}"'])
+        return rows.update(attributes=value)
 
     def unsubscribed(self):
         return self.exclude(subscribed_q())
@@ -40,6 +76,11 @@ class ClientQuerySet(OwnedQuerySet):
 
 class Client(OwnedModel):
     """A recipient of mailings, in one owner's list."""
+
+    class Source(models.TextChoices):
+        ADMIN = "admin", _("added by the owner")
+        IMPORT = "import", _("imported")
+        FORM = "form", _("subscription form")
 
     email = models.EmailField(_("e-mail"), max_length=254)
     full_name = models.CharField(_("full name"), max_length=255, blank=True)
@@ -51,6 +92,32 @@ class Client(OwnedModel):
     )
     tags = models.ManyToManyField(
         Tag, verbose_name=_("tags"), related_name="clients", blank=True
+    )
+    attributes = models.JSONField(
+        _("custom fields"),
+        default=dict,
+        blank=True,
+        help_text=_("Values of your custom fields, by key."),
+    )
+    source = models.CharField(
+        _("source"),
+        max_length=16,
+        choices=Source,
+        default=Source.ADMIN,
+        editable=False,
+    )
+    # A recipient the owner adds or imports is confirmed at once (the owner
+    # vouches for consent); one who subscribes through a form is confirmed
+    # by the link mailed to them (double opt-in).
+    confirmed_at = models.DateTimeField(
+        _("confirmed at"),
+        null=True,
+        blank=True,
+        default=timezone.now,
+        help_text=_(
+            "Empty until the recipient confirms their subscription; no "
+            "mailing reaches them before."
+        ),
     )
     unsubscribed_at = models.DateTimeField(
         _("unsubscribed at"),
@@ -101,6 +168,14 @@ class Client(OwnedModel):
     def clean(self):
         super().clean()
         self.email = email_normalize(self.email)
+        if self.owner_id is not None:
+            try:
+                self.attributes = attributes_clean(
+                    fields=Field.objects.filter(owner_id=self.owner_id),
+                    values=self.attributes,
+                )
+            except ValidationError as error:
+                raise ValidationError({"attributes": error.messages}) from None
 
     def suppressed_since(self):
         """When the address was first suppressed for this owner, or None."""

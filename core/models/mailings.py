@@ -143,6 +143,13 @@ class Mailing(OwnedModel):
         blank=True,
         help_text=_("Everyone who carries one of these tags, besides the recipients."),
     )
+    segments = models.ManyToManyField(
+        "core.Segment",
+        verbose_name=_("segments"),
+        related_name="mailings",
+        blank=True,
+        help_text=_("Everyone the segment's rules select when the mailing is sent."),
+    )
     start_at = models.DateTimeField(
         _("first sending"), validators=[validate_schedule_moment]
     )
@@ -400,6 +407,12 @@ class Attempt(models.Model):
     # claim tells the recovery which journal to read.
     claim_token = models.CharField(max_length=32, blank=True, editable=False)
     claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # What followed a sent message, the first time of each: segments select
+    # on them (DESIGN.md, Segment: opened, clicked).
+    opened_at = models.DateTimeField(_("opened"), null=True, blank=True, editable=False)
+    clicked_at = models.DateTimeField(
+        _("clicked"), null=True, blank=True, editable=False
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     objects = OwnedQuerySet.as_manager()

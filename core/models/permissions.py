@@ -7,10 +7,11 @@ matching text primary keys through a generic relation.
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-from .audience import Tag
+from .audience import Field, Tag
 from .blog import Article
 from .clients import Client
 from .mailings import Mailing, Message
+from .segments import Segment
 
 
 class ClientUserObjectPermission(UserObjectPermissionBase):
@@ -78,6 +79,34 @@ class TagUserObjectPermission(UserObjectPermissionBase):
 
 class TagGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Tag, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        abstract = False
+
+
+class FieldUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Field, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        abstract = False
+
+
+class FieldGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Field, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        abstract = False
+
+
+class SegmentUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Segment, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        abstract = False
+
+
+class SegmentGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Segment, on_delete=models.CASCADE)
 
     class Meta(GroupObjectPermissionBase.Meta):
         abstract = False

@@ -6,38 +6,55 @@ from django.core.mail import EmailMultiAlternatives
 from django.template import TemplateSyntaxError
 from django.utils.translation import gettext as _
 
-from core.models import Client, Mailing
+from core.models import Client, Field, Mailing
 
 from .mail.templates import MessageTooLarge, message_context, message_render
 
 logger = logging.getLogger(__name__)
 
 
-def _sample_recipient(*, message):
-    """The owner's first recipient, or a stand-in when the list is empty."""
-    client = Client.objects.filter(owner_id=message.owner_id).order_by("pk").first()
+def _sample_recipient(*, message, email=""):
+    """The owner's recipient asked for, else the first one with custom field
+    values, else the first one; a stand-in when the list is empty."""
+    clients = Client.objects.filter(owner_id=message.owner_id)
+    if email and (client := clients.filter(email__iexact=email.strip()).first()):
+        return client
+    client = (
+        clients.exclude(attributes={}).order_by("pk").first()
+        or clients.order_by("pk").first()
+    )
     return client or Client(email="ivan.petrov@example.com", full_name=_("Ivan Petrov"))
 
 
-def message_preview(*, message) -> dict:
-    """The message as one recipient would read it."""
-    client = _sample_recipient(message=message)
+def message_preview(*, message, email: str = "") -> dict:
+    """The message as one recipient would read it: the owner's recipient
+    with this `email`, or a sample one."""
+    client = _sample_recipient(message=message, email=email)
     context = message_context(
         client=client,
         mailing=Mailing(title=_("Sample mailing")),
         unsubscribe_url="#unsubscribe",
+        preferences_url="#preferences",
+        attributes=client.attributes,
     )
     # What could not be saved today but may still be sent (an unknown
     # variable, which renders empty) is shown above the rendering.
     problem = message.template_problem()
+    shown = {
+        "client": client,
+        "attributes": [
+            (field.key, field.label, field.display(client.attributes.get(field.key)))
+            for field in Field.objects.filter(owner_id=message.owner_id)
+        ],
+    }
     if unsafe := message.sending_problem():
-        return {"client": client, "error": unsafe}
+        return {**shown, "error": unsafe}
     try:
         subject, text, html = message_render(message=message, context=context)
     except (TemplateSyntaxError, MessageTooLarge) as error:
-        return {"client": client, "error": str(error)}
+        return {**shown, "error": str(error)}
     return {
-        "client": client,
+        **shown,
         "problem": problem,
         "subject": subject,
         "text": text,

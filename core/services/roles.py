@@ -22,6 +22,8 @@ ROLE_PERMISSIONS = {
         "core.add_article",
         "core.add_suppression",
         "core.add_tag",
+        "core.add_field",
+        "core.add_segment",
     ],
     MANAGERS: [
         "core.view_user",
@@ -37,6 +39,8 @@ ROLE_PERMISSIONS = {
         "core.approve_article",
         "core.view_suppression",
         "core.view_tag",
+        "core.view_field",
+        "core.view_segment",
         "core.lift_suppression",
     ],
 }

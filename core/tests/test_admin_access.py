@@ -9,7 +9,16 @@ from dataclasses import dataclass
 import pytest
 from django.urls import reverse
 
-from core.models import Attempt, Client, Mailing, MailingRun, Message, Tag
+from core.models import (
+    Attempt,
+    Client,
+    Field,
+    Mailing,
+    MailingRun,
+    Message,
+    Segment,
+    Tag,
+)
 
 from .factories import (
     AttemptFactory,
@@ -32,6 +41,8 @@ class Rows:
     run: MailingRun
     attempt: Attempt
     tag: Tag
+    field: Field
+    segment: Segment
 
     def of(self, model_name):
         return getattr(self, {"mailingrun": "run"}.get(model_name, model_name))
@@ -43,7 +54,16 @@ def rows_for(owner):
     run = MailingRunFactory(mailing=mailing)
     attempt = AttemptFactory(run=run, client=client, email=client.email)
     tag = Tag.objects.create(owner=owner, name=f"tag of {owner.email}")
-    return Rows(client, mailing.message, mailing, run, attempt, tag)
+    field = Field.objects.create(owner=owner, key="city", label=f"city {owner.email}")
+    segment = Segment.objects.create(
+        owner=owner,
+        name=f"segment of {owner.email}",
+        rules={
+            "match": "all",
+            "conditions": [{"field": "tag", "op": "has", "value": tag.pk}],
+        },
+    )
+    return Rows(client, mailing.message, mailing, run, attempt, tag, field, segment)
 
 
 @pytest.fixture
@@ -79,7 +99,7 @@ def as_role(client, world, role):
     return user
 
 
-OWNED = ["client", "message", "mailing", "tag"]
+OWNED = ["client", "message", "mailing", "tag", "field", "segment"]
 REPORTS = ["mailingrun", "attempt"]
 ROLES = ["anonymous", "blocked", "client_a", "client_b", "manager", "superuser"]
 

@@ -27,6 +27,7 @@ FAILURES = (Outcome.FAILED, Outcome.RETRY)
 # is suppressed (DESIGN.md, List health) without an unsubscribe of its own.
 UNSUBSCRIBED = "unsubscribed"
 SUPPRESSED = "suppressed"
+UNCONFIRMED = "unconfirmed"
 DELETED = "recipient deleted"
 
 

@@ -16,11 +16,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from core.models import Attempt, Client, Mailing, MailingRun
+from core.models import Attempt, Client, Mailing, MailingRun, Segment
 from core.models.clients import subscribed_q
 from core.models.scheduling import due_now
 
-from .outcome import DELETED, SUPPRESSED, UNSUBSCRIBED, Summary
+from .outcome import DELETED, SUPPRESSED, UNCONFIRMED, UNSUBSCRIBED, Summary
 
 COUNTERS = ("total", "sent", "failed", "skipped", "unknown")
 
@@ -158,8 +158,12 @@ def run_open_now(*, mailing_id: int, now=None) -> MailingRun:
 
 def audience(*, mailing_id: int, owner_id: int):
     """The recipients a run of the mailing is for (subscribed or not): the
-    owner's recipients chosen for it or carrying one of its tags, each once."""
-    return Client.objects.filter(owner_id=owner_id).audience_of(mailing_id)
+    owner's recipients chosen for it, carrying one of its tags or members of
+    one of its segments, each once."""
+    segments = Segment.objects.filter(owner_id=owner_id, mailings=mailing_id)
+    return Client.objects.filter(owner_id=owner_id).audience_of(
+        mailing_id, segments=list(segments)
+    )
 
 
 def run_enqueue(*, run, now) -> None:
@@ -191,6 +195,7 @@ def run_enqueue(*, run, now) -> None:
             Case(
                 When(may_send, then=Value(reason)),
                 When(unsubscribed_at__isnull=False, then=Value(UNSUBSCRIBED)),
+                When(confirmed_at__isnull=True, then=Value(UNCONFIRMED)),
                 default=Value(SUPPRESSED),
             ),
             Value(now),
@@ -247,6 +252,7 @@ def run_retry_failed(*, run, now=None) -> int:
 LEFT_OUT_REASONS = {
     UNSUBSCRIBED: gettext_lazy("unsubscribed"),
     SUPPRESSED: gettext_lazy("suppressed"),
+    UNCONFIRMED: gettext_lazy("subscription not confirmed"),
     DELETED: gettext_lazy("recipient deleted"),
 }
 

@@ -208,6 +208,7 @@ def compose(attempt) -> tuple[str, str, bytes]:
         message=mailing.message,
         email=attempt.email,
         full_name=client.full_name if client else "",
+        attributes=client.attributes if client else None,
         unsubscribe_url=unsubscribe_url(client_id=client.pk) if client else "",
         reply_to=mailing.owner.email,
     )

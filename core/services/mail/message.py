@@ -30,6 +30,7 @@ def email_prepare(
     message,
     email: str,
     full_name: str,
+    attributes: dict | None = None,
     unsubscribe_url: str = "",
     reply_to: str = "",
 ) -> Outgoing:
@@ -40,6 +41,7 @@ def email_prepare(
         client=_Recipient(email=email, full_name=full_name),
         mailing=mailing,
         unsubscribe_url=unsubscribe_url,
+        attributes=attributes,
     )
     subject, text, html = message_render(message=message, context=context)
     headers = {

@@ -4,7 +4,9 @@ The context holds plain strings only, so a message can reach nothing of the
 database but what is handed to it; each part rendered is capped in size.
 """
 
+from django.conf import settings
 from django.template import Context
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from core.templating import MAX_RENDERED, template_compile
@@ -39,7 +41,7 @@ def message_context(
             "full_name": getattr(client, "full_name", "") or "",
             "email": getattr(client, "email", "") or "",
             "attributes": Attributes(
-                (str(key), str(value)[:MAX_VALUE])
+                (str(key), _shown(value)[:MAX_VALUE])
                 for key, value in (attributes or {}).items()
                 if value is not None
             ),
@@ -48,6 +50,31 @@ def message_context(
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,
     }
+
+
+class _YesNo(str):
+    """A yes/no field's value: reads as a word in the service's language,
+    and `{% if %}` tests the answer, not the word."""
+
+    def __new__(cls, answer: bool):
+        with translation.override(settings.LANGUAGE_CODE):
+            word = _("yes") if answer else _("no")
+        text = super().__new__(cls, word)
+        text.answer = answer
+        return text
+
+    def __bool__(self):
+        return self.answer
+
+    def __getitem__(self, key):  # a slice keeps the answer
+        return self
+
+
+def _shown(value) -> str:
+    """A kept attribute value as the message shows it."""
+    if isinstance(value, bool):
+        return _YesNo(value)
+    return str(value)
 
 
 def _render(source: str, context: dict, *, autoescape: bool) -> str:
