@@ -130,12 +130,13 @@ def connect():
 
 def phase_import(path):
     from core.models import User
-    from core.services.recipients import clients_import
+    from core.services.recipients import ImportConsent, clients_import
 
     owner = User.objects.get(email=OWNER)
     data = path.read_bytes()
     with timed() as clock:
-        result = clients_import(owner=owner, data=data)
+        consent = ImportConsent(text="Benchmark: they all agreed.")
+        result = clients_import(owner=owner, data=data, consent=consent)
     return {
         "seconds": clock["seconds"],
         "created": result.created,

@@ -2,6 +2,7 @@
 from . import (  # noqa: F401
     blog,
     clients,
+    consents,
     fields,
     mailings,
     messages,

@@ -10,6 +10,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.widgets import AdminDateWidget
 from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import formats
 from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
@@ -176,6 +177,7 @@ class ClientAdmin(RecipientCSVMixin, OwnedAdmin):
     search_fields = ("email", "full_name", "comment")
     readonly_fields = (
         "attributes_display",
+        "consents_display",
         "source",
         "confirmed_at",
         "unsubscribed_at",
@@ -194,10 +196,30 @@ class ClientAdmin(RecipientCSVMixin, OwnedAdmin):
                     "unsubscribed_at",
                     "created_at",
                     "updated_at",
+                    "consents_display",
                 )
             },
         ),
     )
+
+    @admin.display(description=_("consents"))
+    def consents_display(self, obj):
+        """How the recipient agreed, newest first: the proof, read-only."""
+        consents = obj.consents.all()[:20] if obj.pk else []
+        rows = [
+            (
+                formats.date_format(consent.at, "DATETIME_FORMAT"),
+                consent.get_kind_display(),
+                consent.get_action_display(),
+                consent.source,
+                reverse("admin:core_consent_change", args=[consent.pk]),
+            )
+            for consent in consents
+        ]
+        return (
+            format_html_join("", '<div>{}: {}, {} ({}) <a href="{}">…</a></div>', rows)
+            or "—"
+        )
 
     # --- custom fields ---------------------------------------------------
     def _owner_fields(self, request, obj):

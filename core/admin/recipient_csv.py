@@ -9,6 +9,7 @@ problems; and the export is streamed row by row.
 
 import logging
 import os
+import re
 from contextlib import suppress
 
 from django import forms
@@ -25,9 +26,14 @@ from import_export.admin import ImportExportMixin
 from import_export.forms import ConfirmImportForm, ImportForm
 from import_export.signals import post_export
 
+from core.clientip import client_ip
+from core.models import Field
+from core.models.audience import FIELD_KEY_PATTERN
 from core.services.recipients import (
+    CONSENT_TEXT,
     ClientImportError,
     ClientResource,
+    ImportConsent,
     RecipientCSV,
     clients_export_csv,
     clients_import_check_size,
@@ -44,6 +50,15 @@ from core.services.recipients.uploads import (
 logger = logging.getLogger(__name__)
 
 EXPIRED = _("This upload has expired. Please upload the file again.")
+# Unknown columns offered as new custom fields, at most.
+MAX_NEW_FIELDS = 50
+
+
+def _suggested_key(column: str) -> str:
+    """A field key from a column name written in Latin letters ("" for one
+    that is not: the user types it)."""
+    key = re.sub(r"[^a-z0-9]+", "_", column.lower()).strip("_")
+    return key[:50] if re.fullmatch(FIELD_KEY_PATTERN, key) else ""
 
 
 class ClientImportForm(ImportForm):
@@ -73,11 +88,32 @@ class ClientImportForm(ImportForm):
 
 class ClientConfirmImportForm(ConfirmImportForm):
     """The confirm step. The stored file's name is signed for the uploader,
-    so nobody can confirm, and so read, a file someone else uploaded."""
+    so nobody can confirm, and so read, a file someone else uploaded.
+
+    The owner confirms the people in the file consented (recorded for each
+    recipient added), and may create custom fields for the file's unknown
+    columns (posted as new_field_<n>, new_key_<n>, new_kind_<n>).
+    """
+
+    consent = forms.BooleanField(label=CONSENT_TEXT, required=True)
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
+
+    def clean(self):
+        cleaned = super().clean()
+        new_fields = {}
+        kinds = set(Field.Kind.values) - {Field.Kind.CHOICE}
+        for index in range(MAX_NEW_FIELDS):
+            column = (self.data.get(f"new_field_{index}") or "").strip()
+            if not column:
+                continue
+            key = (self.data.get(f"new_key_{index}") or "").strip()[:50]
+            kind = self.data.get(f"new_kind_{index}")
+            new_fields[column[:100]] = (key, kind if kind in kinds else "text")
+        cleaned["new_fields"] = new_fields
+        return cleaned
 
     # The page posts these back as hidden fields: whatever they say, the
     # one format and the one resource (the library indexes with them).
@@ -134,7 +170,16 @@ class RecipientCSVMixin(ImportExportMixin):
     # --- import: the library's check and confirm, into the user's list -----
     def get_import_resource_kwargs(self, request, **kwargs):
         # Whatever was posted, the rows go to the requesting user's list.
-        return {"owner": request.user}
+        resource_kwargs = {"owner": request.user}
+        form = kwargs.get("form")
+        if isinstance(form, ClientConfirmImportForm) and form.is_valid():
+            resource_kwargs["consent"] = ImportConsent(
+                text=str(CONSENT_TEXT),
+                ip=client_ip(request) or None,
+                user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            )
+            resource_kwargs["new_fields"] = form.cleaned_data["new_fields"]
+        return resource_kwargs
 
     def get_import_data_kwargs(self, **kwargs):
         kwargs = super().get_import_data_kwargs(**kwargs)
@@ -261,7 +306,17 @@ class RecipientCSVMixin(ImportExportMixin):
             if error := result.error():
                 errors += error.listing()
             else:
-                context["summary"] = result.summary(dry_run=True)
+                context["summary"] = summary = result.summary(dry_run=True)
+                context["new_columns"] = [
+                    (index, column, _suggested_key(column))
+                    for index, column in enumerate(
+                        summary.unknown_columns[:MAX_NEW_FIELDS]
+                    )
+                ]
+                context["field_kinds"] = [
+                    kind for kind in Field.Kind.choices if kind[0] != Field.Kind.CHOICE
+                ]
+                context["key_pattern"] = FIELD_KEY_PATTERN
         context.update(
             title=_("Import recipients"),
             import_errors=errors,
@@ -295,6 +350,7 @@ class RecipientCSVMixin(ImportExportMixin):
             clients_export_csv(
                 queryset=queryset,
                 with_owner=self.sees_all(request),
+                owner=None if self.sees_all(request) else request.user,
             ),
             content_type="text/csv; charset=utf-8",
         )

@@ -1,6 +1,7 @@
 from .audience import Field, Tag
 from .blog import Article
 from .clients import Client
+from .consents import Consent
 from .mailings import Attempt, Mailing, MailingRun, Message
 from .permissions import (
     ArticleUserObjectPermission,
@@ -21,6 +22,7 @@ __all__ = [
     "Attempt",
     "Client",
     "ClientUserObjectPermission",
+    "Consent",
     "Field",
     "FieldUserObjectPermission",
     "Mailing",

@@ -46,6 +46,9 @@ class Tag(OwnedModel):
     def clean(self):
         super().clean()
         self.name = " ".join((self.name or "").split())
+        if "," in self.name:
+            # Files list a recipient's tags separated by commas.
+            raise ValidationError({"name": _("A tag name cannot contain a comma.")})
 
 
 # A recipient's custom field values (DESIGN.md, Client.attributes) are kept

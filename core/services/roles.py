@@ -41,6 +41,7 @@ ROLE_PERMISSIONS = {
         "core.view_tag",
         "core.view_field",
         "core.view_segment",
+        "core.view_consent",
         "core.lift_suppression",
     ],
 }

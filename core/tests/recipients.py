@@ -11,7 +11,10 @@ from django.urls import reverse
 from django.utils import translation
 
 from core.models import Client
-from core.services.recipients import ClientImportError, clients_import
+from core.services.recipients import ClientImportError, ImportConsent, clients_import
+
+# The owner's word that the people in a file agreed (an import needs it).
+CONSENT = ImportConsent(text="They all agreed.", ip="192.0.2.1", user_agent="tests")
 
 IMPORT_URL = reverse("admin:core_client_import")
 CONFIRM_URL = reverse("admin:core_client_process_import")
@@ -36,7 +39,7 @@ def csv_bytes(*rows, delimiter=",", encoding="utf-8", bom=False):
 
 def problems(data, owner):
     with pytest.raises(ClientImportError) as error:
-        clients_import(owner=owner, data=data)
+        clients_import(owner=owner, data=data, consent=CONSENT)
     return "\n".join(error.value.listing())
 
 
@@ -55,9 +58,10 @@ def upload(client, data, name="recipients.csv"):
     )
 
 
-def confirm(client, response):
+def confirm(client, response, **extra):
+    """Confirm a checked upload, as the owner does: with their consent."""
     initial = response.context["confirm_form"].initial
-    return client.post(CONFIRM_URL, initial, follow=True)
+    return client.post(CONFIRM_URL, {**initial, "consent": "on", **extra}, follow=True)
 
 
 def exported(response):

@@ -115,7 +115,11 @@ def test_posted_owner_or_id_fields_cannot_redirect_an_import(client, client_user
             "owner_id": victim.owner_id,
         },
     )
-    initial = {**checked.context["confirm_form"].initial, "owner": victim.owner_id}
+    initial = {
+        **checked.context["confirm_form"].initial,
+        "owner": victim.owner_id,
+        "consent": "on",
+    }
     client.post(CONFIRM_URL, initial)
     victim.refresh_from_db()
     assert (victim.owner_id, victim.full_name) == (victim.owner.pk, "Victim")
@@ -147,7 +151,9 @@ def test_a_confirmed_upload_cannot_be_imported_twice(client, client_user):
     client.force_login(client_user)
     checked = upload(client, csv_bytes(["email"], ["anna@example.com"]))
     confirm(client, checked)
-    again = client.post(CONFIRM_URL, checked.context["confirm_form"].initial)
+    again = client.post(
+        CONFIRM_URL, {**checked.context["confirm_form"].initial, "consent": "on"}
+    )
     assert "This upload has expired" in again.content.decode()
 
 
@@ -157,7 +163,7 @@ def test_a_tampered_hidden_field_still_imports_the_checked_file(
 ):
     client.force_login(client_user)
     checked = upload(client, csv_bytes(["email"], ["anna@example.com"]))
-    posted = {**checked.context["confirm_form"].initial, field: value}
+    posted = {**checked.context["confirm_form"].initial, field: value, "consent": "on"}
     done = client.post(CONFIRM_URL, posted, follow=True)
     assert done.status_code == 200
     assert set(owned(client_user)) == {"anna@example.com"}
@@ -215,8 +221,8 @@ def test_a_clients_export_holds_only_their_own_recipients(client, client_user):
     assert "attachment; filename=" in response["Content-Disposition"]
     rows = exported(response)
     assert rows == [
-        ["email", "full_name", "comment", "unsubscribed_at"],
-        ["mine@example.com", "Mine", "", ""],
+        ["email", "full_name", "comment", "unsubscribed_at", "tags"],
+        ["mine@example.com", "Mine", "", "", ""],
     ]
 
 

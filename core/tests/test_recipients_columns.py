@@ -9,6 +9,7 @@ from core.services.recipients import clients_import
 from core.services.recipients.columns import Column, EmailWidget, UnsubscribedWidget
 
 from .recipients import (
+    CONSENT,
     _english,  # noqa: F401 (autouse: English messages)
     csv_bytes,
     owned,
@@ -35,7 +36,7 @@ def test_headers_are_matched_ignoring_case_and_surrounding_spaces(client_user):
     data = csv_bytes(
         ["  E-MAIL  ", " Full Name ", "NOTES "], ["anna@example.com", "Anna", "vip"]
     )
-    clients_import(owner=client_user, data=data)
+    clients_import(owner=client_user, data=data, consent=CONSENT)
     assert owned(client_user) == {"anna@example.com": ("Anna", "vip")}
 
 
@@ -65,7 +66,7 @@ def test_a_google_contacts_export_imports_as_it_is(client_user):
         ],
         bom=True,
     )
-    clients_import(owner=client_user, data=data)
+    clients_import(owner=client_user, data=data, consent=CONSENT)
     assert owned(client_user) == {"anna@example.com": ("Анна Иванова", "met in Kazan")}
 
 
@@ -84,7 +85,7 @@ def test_an_outlook_export_joins_first_middle_and_last_name(client_user):
         ["John", "Q.", "Public", "ACME", "JOHN@acme.example", "John", "", "client"],
         ["Mary", "", "", "", "mary@acme.example", "", "", ""],
     )
-    clients_import(owner=client_user, data=data)
+    clients_import(owner=client_user, data=data, consent=CONSENT)
     assert owned(client_user) == {
         "john@acme.example": ("John Q. Public", "client"),
         "mary@acme.example": ("Mary", ""),
@@ -94,7 +95,7 @@ def test_an_outlook_export_joins_first_middle_and_last_name(client_user):
 def test_a_formula_in_a_name_is_stored_as_plain_text(client_user):
     formula = '=HYPERLINK("http://evil.example","click")'
     data = csv_bytes(["email", "full_name"], ["anna@example.com", formula])
-    clients_import(owner=client_user, data=data)
+    clients_import(owner=client_user, data=data, consent=CONSENT)
     assert owned(client_user)["anna@example.com"][0] == formula
 
 

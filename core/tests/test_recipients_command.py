@@ -31,7 +31,9 @@ def test_the_command_imports_a_file_and_prints_the_counts(
             ["Boris@Example.com", ""],
         )
     )
-    call_command("import_clients", str(path), "--owner", client_user.email.upper())
+    call_command(
+        "import_clients", str(path), "--owner", client_user.email.upper(), "--consent"
+    )
     out = capsys.readouterr().out
     assert "created: 1, updated: 1, unchanged: 0, duplicate rows merged: 1" in out
     assert owned(client_user) == {
@@ -55,7 +57,9 @@ def test_the_command_explains_a_bad_file_and_saves_nothing(
     path = tmp_path / "bad.csv"
     path.write_bytes(data)
     with pytest.raises(CommandError) as error:
-        call_command("import_clients", str(path), "--owner", client_user.email)
+        call_command(
+            "import_clients", str(path), "--owner", client_user.email, "--consent"
+        )
     assert message in str(error.value)
     assert not Client.objects.exists()
 
@@ -67,7 +71,9 @@ def test_the_command_refuses_a_file_over_the_size_limit(
     path = tmp_path / "big.csv"
     path.write_bytes(csv_bytes(["email"], ["anna@example.com"]))
     with pytest.raises(CommandError, match="files up to 10\xa0bytes can be imported"):
-        call_command("import_clients", str(path), "--owner", client_user.email)
+        call_command(
+            "import_clients", str(path), "--owner", client_user.email, "--consent"
+        )
 
 
 def test_the_command_refuses_bad_input_clearly(tmp_path, client_user):
@@ -85,7 +91,30 @@ def test_the_command_refuses_bad_input_clearly(tmp_path, client_user):
     bad = tmp_path / "bad.csv"
     bad.write_bytes(csv_bytes(["email"], ["anna@example.com"], ["nope"]))
     with pytest.raises(CommandError) as error:
-        call_command("import_clients", str(bad), "--owner", client_user.email)
+        call_command(
+            "import_clients", str(bad), "--owner", client_user.email, "--consent"
+        )
     assert "Nothing was imported" in str(error.value)
     assert "Row 3: “nope” is not a valid e-mail address." in str(error.value)
     assert not Client.objects.exists()
+
+
+def test_the_command_imports_only_with_the_owners_word_of_consent(
+    tmp_path, client_user
+):
+    from core.models import Consent
+
+    path = tmp_path / "list.csv"
+    path.write_bytes(csv_bytes(["email"], ["anna@example.com"]))
+    with pytest.raises(CommandError, match="pass --consent"):
+        call_command("import_clients", str(path), "--owner", client_user.email)
+    assert not Client.objects.exists()
+    call_command("import_clients", str(path), "--owner", client_user.email, "--consent")
+    anna = Client.objects.get()
+    assert anna.source == "import" and anna.confirmed_at is not None
+    assert sorted(
+        Consent.objects.filter(client=anna).values_list("kind", "source")
+    ) == [
+        ("marketing", "import"),
+        ("personal_data", "import"),
+    ]

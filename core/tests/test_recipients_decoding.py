@@ -5,6 +5,7 @@ import pytest
 from core.services.recipients import clients_import
 
 from .recipients import (
+    CONSENT,
     _english,  # noqa: F401 (autouse: English messages)
     csv_bytes,
     owned,
@@ -21,7 +22,7 @@ def test_a_russian_excel_file_in_windows_1251_with_semicolons(client_user):
         delimiter=";",
         encoding="cp1251",
     )
-    clients_import(owner=client_user, data=data)
+    clients_import(owner=client_user, data=data, consent=CONSENT)
     assert owned(client_user) == {"ivan@example.ru": ("Фёдор Иванов", "Тёма; важный")}
 
 
@@ -35,7 +36,7 @@ def test_unicode_files_with_and_without_bom(client_user, encoding, bom):
         encoding=encoding,
         bom=bom,
     )
-    clients_import(owner=client_user, data=data)
+    clients_import(owner=client_user, data=data, consent=CONSENT)
     assert owned(client_user) == {"ivan@example.ru": ("Иван", "ёлка")}
 
 

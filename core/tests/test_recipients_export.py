@@ -23,7 +23,7 @@ def test_export_escapes_every_formula_prefix(client_user):
         clients_export_csv(queryset=Client.objects.filter(owner=client_user))
     )
     rows = list(csv.reader(io.StringIO(body[3:].decode(), newline="")))
-    assert rows[0] == ["email", "full_name", "comment", "unsubscribed_at"]
+    assert rows[0] == ["email", "full_name", "comment", "unsubscribed_at", "tags"]
     assert [row[1] for row in rows[1:]] == [
         "'=1+2",
         "'+7 900",

@@ -9,6 +9,7 @@ from .factories import ClientFactory, UserFactory
 from .recipients import (
     BAD_FILE_IDS,
     BAD_FILES,
+    CONSENT,
     _english,  # noqa: F401 (autouse: English messages)
     csv_bytes,
     owned,
@@ -42,7 +43,7 @@ def test_an_exported_file_imports_back_unchanged(client_user):
         clients_export_csv(queryset=Client.objects.filter(owner=client_user))
     )
     other = UserFactory(verified=True, groups=["clients"])
-    result = clients_import(owner=other, data=body)
+    result = clients_import(owner=other, data=body, consent=CONSENT)
     assert result.created == 3
     assert owned(other) == before
-    assert clients_import(owner=client_user, data=body).unchanged == 3
+    assert clients_import(owner=client_user, data=body, consent=CONSENT).unchanged == 3

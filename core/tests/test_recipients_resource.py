@@ -23,6 +23,7 @@ from core.services.recipients.writing import clients_update_rows
 
 from .factories import ClientFactory, UserFactory
 from .recipients import (
+    CONSENT,
     _english,  # noqa: F401 (autouse: English messages)
     csv_bytes,
     owned,
@@ -38,7 +39,7 @@ def test_import_creates_recipients_the_importer_owns_with_permissions(client_use
         ["Anna@Example.com", "Анна Иванова", "from the fair"],
         ["boris@example.com", "", ""],
     )
-    result = clients_import(owner=client_user, data=data)
+    result = clients_import(owner=client_user, data=data, consent=CONSENT)
     assert (result.created, result.updated, result.merged) == (2, 0, 0)
     assert owned(client_user) == {
         "anna@example.com": ("Анна Иванова", "from the fair"),
@@ -56,7 +57,7 @@ def test_import_updates_existing_recipients_by_email_ignoring_case(client_user):
     data = csv_bytes(
         ["email", "name", "comment"], ["ANNA@example.COM", "Anna New", "new note"]
     )
-    result = clients_import(owner=client_user, data=data)
+    result = clients_import(owner=client_user, data=data, consent=CONSENT)
     assert (result.created, result.updated) == (0, 1)
     existing.refresh_from_db()
     assert (existing.full_name, existing.comment) == ("Anna New", "new note")
@@ -66,7 +67,7 @@ def test_import_updates_existing_recipients_by_email_ignoring_case(client_user):
 def test_empty_cells_keep_the_stored_name_and_comment(client_user):
     ClientFactory(owner=client_user, email="anna@example.com", full_name="Anna")
     data = csv_bytes(["email", "full_name", "comment"], ["anna@example.com", "", ""])
-    result = clients_import(owner=client_user, data=data)
+    result = clients_import(owner=client_user, data=data, consent=CONSENT)
     assert (result.updated, result.unchanged) == (0, 1)
     assert owned(client_user)["anna@example.com"][0] == "Anna"
 
@@ -81,7 +82,7 @@ def test_an_id_column_naming_another_users_recipient_changes_nothing_of_theirs(
         [str(theirs.pk), other_owner.email, "victim@example.org", "Hijacked"],
         [str(theirs.pk), str(other_owner.pk), "mine@example.org", "Mine"],
     )
-    result = clients_import(owner=client_user, data=data)
+    result = clients_import(owner=client_user, data=data, consent=CONSENT)
     assert result.created == 2
     theirs.refresh_from_db()
     assert (theirs.owner, theirs.email, theirs.full_name) == (
@@ -101,7 +102,7 @@ def test_duplicate_rows_are_merged_and_later_non_empty_values_win(client_user):
         ["ANNA@EXAMPLE.COM", "Anna Petrova", ""],
         ["Anna@Example.com", "", "third"],
     )
-    result = clients_import(owner=client_user, data=data)
+    result = clients_import(owner=client_user, data=data, consent=CONSENT)
     assert (result.created, result.merged) == (1, 2)
     assert owned(client_user) == {"anna@example.com": ("Anna Petrova", "third")}
 
@@ -109,7 +110,7 @@ def test_duplicate_rows_are_merged_and_later_non_empty_values_win(client_user):
 def test_every_error_is_found_but_the_listing_stops_after_fifty(client_user):
     rows = [["email"]] + [[f"broken-{n}"] for n in range(120)]
     with pytest.raises(ClientImportError) as error:
-        clients_import(owner=client_user, data=csv_bytes(*rows))
+        clients_import(owner=client_user, data=csv_bytes(*rows), consent=CONSENT)
     assert len(error.value.issues) == 120
     listing = error.value.listing()
     assert len(listing) == 51
@@ -124,7 +125,7 @@ def test_rows_without_an_address_are_skipped_and_counted(client_user):
         ["", "Plumber", "+7 900 000"],
         ["  ", "Taxi", "+7 900 001"],
     )
-    result = clients_import(owner=client_user, data=data)
+    result = clients_import(owner=client_user, data=data, consent=CONSENT)
     assert (result.rows, result.created, result.skipped) == (3, 1, 2)
     assert result.skipped_listing == "3, 4"
     assert set(owned(client_user)) == {"anna@example.com"}
@@ -147,7 +148,7 @@ def test_an_import_never_renews_a_subscription_but_can_end_one(client_user):
         ["new@example.com", "да"],
         ["fresh@example.com", "no"],
     )
-    clients_import(owner=client_user, data=data)
+    clients_import(owner=client_user, data=data, consent=CONSENT)
     state = dict(
         Client.objects.filter(owner=client_user).values_list("email", "unsubscribed_at")
     )
@@ -165,7 +166,7 @@ def test_a_dry_run_counts_but_saves_nothing(client_user):
         ["boris@example.com", "Boris"],
         ["BORIS@example.com", ""],
     )
-    result = clients_import(owner=client_user, data=data, dry_run=True)
+    result = clients_import(owner=client_user, data=data, dry_run=True, consent=CONSENT)
     assert (result.created, result.updated, result.merged) == (1, 1, 1)
     assert [row[:3] for row in result.preview] == [
         (2, "update", "anna@example.com"),
@@ -185,7 +186,7 @@ def test_a_failure_while_writing_rolls_everything_back(client_user, monkeypatch)
         ["email", "full_name"], ["new@example.com", "New"], ["anna@example.com", "A"]
     )
     with pytest.raises(RuntimeError):
-        clients_import(owner=client_user, data=data)
+        clients_import(owner=client_user, data=data, consent=CONSENT)
     assert owned(client_user) == {"anna@example.com": ("Anna", "")}
     assert ClientUserObjectPermission.objects.filter(user=client_user).count() == 3
 
@@ -257,7 +258,7 @@ def test_our_fast_path_writes_what_the_librarys_own_path_writes(db):
             unsubscribed_at=timezone.make_aware(datetime(2020, 1, 1)),
         )
         dataset = RecipientCSV().create_dataset(data)
-        result = resource_class(owner=owner).import_data(dataset)
+        result = resource_class(owner=owner, consent=CONSENT).import_data(dataset)
         assert result.issues() == []
         summary = result.summary(dry_run=False)
         rows = {
@@ -299,7 +300,7 @@ def test_repeated_addresses_merge_across_write_batches(client_user, monkeypatch)
         ["back@example.com", "Back", ""],
         ["same@example.com", "", ""],
     )
-    summary = clients_import(owner=client_user, data=data)
+    summary = clients_import(owner=client_user, data=data, consent=CONSENT)
     assert (summary.created, summary.updated, summary.unchanged, summary.merged) == (
         3,
         1,
@@ -328,7 +329,7 @@ def test_a_stored_unsubscribe_date_is_never_moved(client_user):
         ["twice@example.com", "нет"],
         ["twice@example.com", "2023-01-01"],
     )
-    clients_import(owner=client_user, data=data)
+    clients_import(owner=client_user, data=data, consent=CONSENT)
     state = dict(
         Client.objects.filter(owner=client_user).values_list("email", "unsubscribed_at")
     )
@@ -353,7 +354,7 @@ def test_an_address_added_meanwhile_fails_the_import_and_saves_nothing(
 
 def test_an_update_never_reaches_another_owners_row(client_user):
     theirs = ClientFactory(email="theirs@example.com", full_name="Theirs")
-    clients_update_rows(owner=client_user, rows=[(theirs.pk, "Taken", "x", None)])
+    clients_update_rows(owner=client_user, rows=[(theirs.pk, "Taken", "x", None, {})])
     theirs.refresh_from_db()
     assert (theirs.full_name, theirs.comment) == ("Theirs", "")
 
@@ -369,7 +370,7 @@ def test_two_imports_into_one_list_at_once_both_land(client_user):
 
     def run(data):
         try:
-            clients_import(owner=client_user, data=data)
+            clients_import(owner=client_user, data=data, consent=CONSENT)
         except Exception as error:
             errors.append(error)
         finally:
@@ -393,7 +394,9 @@ def test_a_check_reads_the_list_and_writes_or_locks_nothing(client_user):
         ["email", "full_name"], ["anna@example.com", "A"], ["new@example.com", "N"]
     )
     with CaptureQueriesContext(connection) as queries:
-        summary = clients_import(owner=client_user, data=data, dry_run=True)
+        summary = clients_import(
+            owner=client_user, data=data, dry_run=True, consent=CONSENT
+        )
     assert (summary.created, summary.updated) == (1, 1)
     statements = " ".join(query["sql"].upper() for query in queries)
     assert "INSERT" not in statements and "UPDATE" not in statements
@@ -408,7 +411,7 @@ def test_a_file_of_a_million_bad_rows_is_refused_before_a_row_is_checked(owner):
 
     data = b"email\n" + b"x\n" * 1_000_000  # 2 MB
     with pytest.raises(ClientImportError) as refused:
-        clients_import(owner=owner, data=data)
+        clients_import(owner=owner, data=data, consent=CONSENT)
     assert refused.value.listing() == [
         "The file has more than 200 000 recipients. Split it into smaller files."
     ]
@@ -420,7 +423,7 @@ def test_bad_rows_past_the_listed_ones_are_counted_not_kept(owner):
 
     data = b"email\n" + b"nope\n" * 10_000
     with pytest.raises(ClientImportError) as refused:
-        clients_import(owner=owner, data=data)
+        clients_import(owner=owner, data=data, consent=CONSENT)
     lines = refused.value.listing()
     assert lines[0] == "Row 2: “nope” is not a valid e-mail address."
     assert lines[-1] == "… and 9950 more."

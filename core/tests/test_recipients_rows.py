@@ -8,6 +8,7 @@ from core.models import Client
 from core.services.recipients import clients_import
 
 from .recipients import (
+    CONSENT,
     _english,  # noqa: F401 (autouse: English messages)
     csv_bytes,
     owned,
@@ -33,13 +34,13 @@ def test_the_delimiter_is_detected(client_user, delimiter):
         ["anna@example.com", "Petrova, Anna", "a; b"],
         delimiter=delimiter,
     )
-    clients_import(owner=client_user, data=data)
+    clients_import(owner=client_user, data=data, consent=CONSENT)
     assert owned(client_user) == {"anna@example.com": ("Petrova, Anna", "a; b")}
 
 
 def test_old_mac_line_endings_are_read(client_user):
     data = b"email;full_name\ra@example.com;Anna\rb@example.com;Boris\r"
-    clients_import(owner=client_user, data=data)
+    clients_import(owner=client_user, data=data, consent=CONSENT)
     assert owned(client_user) == {
         "a@example.com": ("Anna", ""),
         "b@example.com": ("Boris", ""),

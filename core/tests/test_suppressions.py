@@ -13,6 +13,7 @@ from core.services.recipients import clients_import
 from core.services.unsubscribe import client_unsubscribe, unsubscribe_token
 
 from .factories import ClientFactory, UserFactory, due_mailing, people
+from .recipients import CONSENT
 
 pytestmark = pytest.mark.django_db
 
@@ -94,9 +95,9 @@ def test_reimporting_an_unsubscribed_address_imports_it_unsubscribed_and_says_so
 ):
     unsubscribed(ClientFactory(owner=owner, email="olga@example.org")).delete()
     data = b"email,full_name\nOLGA@example.org,Olga\nnew@example.org,New\n"
-    summary = clients_import(owner=owner, data=data, dry_run=True)
+    summary = clients_import(owner=owner, data=data, dry_run=True, consent=CONSENT)
     assert (summary.created, summary.suppressed) == (2, 1)
-    summary = clients_import(owner=owner, data=data)
+    summary = clients_import(owner=owner, data=data, consent=CONSENT)
     assert (summary.created, summary.suppressed) == (2, 1)
     assert set(Client.objects.unsubscribed().values_list("email", flat=True)) == {
         "olga@example.org"
@@ -126,15 +127,17 @@ def test_the_import_page_and_the_command_tell_how_many_are_suppressed(
     from io import StringIO
 
     out = StringIO()
-    call_command("import_clients", str(path), owner=owner.email, stdout=out)
+    call_command(
+        "import_clients", str(path), owner=owner.email, consent=True, stdout=out
+    )
     assert "2 addresses are suppressed" in out.getvalue()
 
 
 def test_an_unsubscribe_the_file_brings_sticks(owner):
     data = b"email,unsubscribed\nolga@example.org,2025-03-01\n"
-    clients_import(owner=owner, data=data)
+    clients_import(owner=owner, data=data, consent=CONSENT)
     Client.objects.all().delete()
-    clients_import(owner=owner, data=b"email\nolga@example.org\n")
+    clients_import(owner=owner, data=b"email\nolga@example.org\n", consent=CONSENT)
     assert Client.objects.get().unsubscribed_at is not None
     assert Suppression.objects.get().detail == "import"
 

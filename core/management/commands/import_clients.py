@@ -7,7 +7,9 @@ from django.utils.translation import gettext as _
 
 from core.models import User
 from core.services.recipients import (
+    CONSENT_TEXT,
     ClientImportError,
+    ImportConsent,
     clients_import,
     clients_import_check_size,
     suppressed_note,
@@ -33,8 +35,17 @@ class Command(BaseCommand):
             action="store_true",
             help="check the file and print the counts without saving anything",
         )
+        parser.add_argument(
+            "--consent",
+            action="store_true",
+            help=(
+                "the owner confirms that everyone in the file agreed to the "
+                "processing of their personal data and to receive their "
+                "mailings; recorded for each recipient added (required to import)"
+            ),
+        )
 
-    def handle(self, *args, file, owner, dry_run, **options):
+    def handle(self, *args, file, owner, dry_run, consent, **options):
         user = User.objects.with_email(owner).first()
         if user is None:
             raise CommandError(
@@ -52,8 +63,18 @@ class Command(BaseCommand):
             ) from error
         except ClientImportError as error:
             raise CommandError("\n".join(error.listing())) from error
+        if not (dry_run or consent):
+            raise CommandError(
+                _(
+                    "Nothing was imported: pass --consent to confirm that the "
+                    "people in the file agreed to receive the owner's mailings."
+                )
+            )
+        given = ImportConsent(text=str(CONSENT_TEXT), user_agent="import_clients")
         try:
-            result = clients_import(owner=user, data=data, dry_run=dry_run)
+            result = clients_import(
+                owner=user, data=data, dry_run=dry_run, consent=given
+            )
         except ClientImportError as error:
             lines = [_("Nothing was imported from %(file)s:") % {"file": file}]
             raise CommandError("\n".join([*lines, *error.listing()])) from error

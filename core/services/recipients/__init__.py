@@ -19,12 +19,19 @@ from .importing import (
     clients_import_max_bytes,
 )
 from .issues import ClientImportError, ImportIssue
-from .resource import ClientResource, RecipientCSV
+from .resource import (
+    CONSENT_TEXT,
+    ClientResource,
+    ImportConsent,
+    RecipientCSV,
+)
 from .results import ImportSummary, suppressed_note
 
 __all__ = [
+    "CONSENT_TEXT",
     "ClientImportError",
     "ClientResource",
+    "ImportConsent",
     "ImportIssue",
     "ImportSummary",
     "RecipientCSV",

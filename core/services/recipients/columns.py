@@ -213,3 +213,108 @@ class UnsubscribedWidget(widgets.DateTimeWidget):
                 % {"value": raw[:50]}
             ) from None
         return moment
+
+
+# --- the owner's custom fields and tags -----------------------------------
+
+# A header the file has and no column of ours names: kept in the dataset
+# under this prefix, so the owner's custom fields can claim it.
+EXTRA_PREFIX = "extra:"
+# Never offered as a custom field: our own export's columns of other meanings.
+NOT_FIELDS = {"id", "owner", "row", "attributes"}
+MAX_TAGS_PER_CELL = 100
+# Google Contacts marks its own groups with "* " (“* myContacts”, “* starred”).
+SYSTEM_LABEL_PREFIX = "* "
+
+
+class AttributeWidget(widgets.Widget):
+    """A cell as one custom field's value, by the field's own rule."""
+
+    def __init__(self, *, field):
+        super().__init__()
+        self.field = field
+
+    def clean(self, value, row=None, **kwargs):
+        text = cell_text(value)
+        if not text:
+            return None
+        try:
+            return self.field.value_of(text)
+        except ValidationError as error:
+            raise ValueError(" ".join(error.messages)) from None
+
+    def render(self, value, obj=None, **kwargs):
+        return self.field.display(value)
+
+
+class AttributeColumn(Column):
+    """A column filling one custom field of the recipient's attributes; an
+    empty cell keeps the stored value."""
+
+    def __init__(self, *, field, column_name):
+        super().__init__(
+            attribute=f"attribute_{field.key}",
+            column_name=column_name,
+            widget=AttributeWidget(field=field),
+            saves_null_values=False,
+        )
+        self.key = field.key
+
+    def get_value(self, instance):
+        return (instance.attributes or {}).get(self.key)
+
+    def save(self, instance, row, is_m2m=False, **kwargs):
+        value = self.widget.clean(row[self.column_name], row=row, **kwargs)
+        if value is not None and instance.attributes.get(self.key) != value:
+            # A new dict: the stored one is what the row is compared with.
+            instance.attributes = {**instance.attributes, self.key: value}
+
+
+def tag_names_sorted(names) -> list[str]:
+    """A recipient's tags in the order a file lists them."""
+    return sorted(names, key=str.casefold)
+
+
+class TagsColumn(Column):
+    """The tags column: names read into `tag_names` (linked after the rows
+    are written), and the recipient's tags when exported."""
+
+    def get_value(self, instance):
+        if instance.pk is None:
+            return []  # a row not written yet has no tags of its own
+        return tag_names_sorted(tag.name for tag in instance.tags.all())
+
+
+class TagsWidget(widgets.Widget):
+    """Tag names: comma-separated, or Google's “ ::: ” list; Mailchimp's
+    quoted names; Google's own groups left out."""
+
+    def __init__(self, *, max_length: int):
+        super().__init__()
+        self.max_length = max_length
+
+    def clean(self, value, row=None, **kwargs):
+        text = cell_text(value)
+        if not text:
+            return None
+        parts = text.split(" ::: ") if " ::: " in text else text.split(",")
+        if len(parts) > MAX_TAGS_PER_CELL:
+            raise ValueError(
+                _("a row may carry at most %(max)d tags (this one has %(count)d).")
+                % {"max": MAX_TAGS_PER_CELL, "count": len(parts)}
+            )
+        names = {}
+        for part in parts:
+            name = " ".join(part.strip().strip('"').split())
+            if not name or name.startswith(SYSTEM_LABEL_PREFIX):
+                continue
+            if len(name) > self.max_length:
+                raise ValueError(
+                    _("the tag “%(tag)s…” is longer than %(max)d characters.")
+                    % {"tag": name[:30], "max": self.max_length}
+                )
+            names.setdefault(name.casefold(), name)
+        return list(names.values()) or None
+
+    def render(self, value, obj=None, **kwargs):
+        return ", ".join(value or ())

@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from core.models import User
 
 from .issues import file_error
-from .resource import ClientResource, RecipientCSV
+from .resource import ClientResource, ImportConsent, RecipientCSV
 from .results import ImportSummary
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -34,17 +34,29 @@ def clients_import_check_size(*, size: int) -> None:
         )
 
 
-def clients_import(*, owner: User, data: bytes, dry_run: bool = False) -> ImportSummary:
+def clients_import(
+    *,
+    owner: User,
+    data: bytes,
+    dry_run: bool = False,
+    consent: ImportConsent | None = None,
+    new_fields: dict | None = None,
+) -> ImportSummary:
     """Add the file's recipients to `owner`'s list, or update them by e-mail.
 
     Raises ClientImportError listing every problem, and then saves nothing.
-    E-mails match case-insensitively; a non-empty name or comment in the file
-    replaces the stored one. Subscriptions are only ever ended, never renewed:
-    an import cannot re-subscribe someone who unsubscribed.
+    E-mails match case-insensitively; a non-empty name, comment or custom
+    field value in the file replaces the stored one; tags are added.
+    Subscriptions are only ever ended, never renewed: an import cannot
+    re-subscribe someone who unsubscribed. An import (not a check) needs the
+    owner's `consent`: their word that these people agreed, recorded for
+    each recipient added. `new_fields` maps a column to the (key, kind) of a
+    custom field to create for it first.
     """
     clients_import_check_size(size=len(data))
     dataset = RecipientCSV().create_dataset(data)
-    result = ClientResource(owner=owner).import_data(
+    resource = ClientResource(owner=owner, consent=consent, new_fields=new_fields)
+    result = resource.import_data(
         dataset, dry_run=dry_run, rollback_on_validation_errors=True
     )
     if error := result.error():

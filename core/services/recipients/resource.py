@@ -15,12 +15,18 @@ adds:
 - a stored unsubscribe is never undone or moved, a suppressed address is
   imported as unsubscribed (and counted), and an unsubscribe the file brings
   is suppressed for good (DESIGN.md, List health);
+- the owner's custom fields claim the file's other columns by key or label
+  (case-insensitively), the user may create fields for the rest when they
+  confirm, and a tags column adds tags (never removes one);
+- the owner's word that these people consented, recorded as a `Consent`
+  of each kind for every recipient the import adds;
 - speed where the stock path is slow, each said where it is done.
 """
 
 from collections import Counter
 from operator import attrgetter
 
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from import_export import resources
@@ -29,16 +35,22 @@ from import_export.formats import base_formats
 from import_export.instance_loaders import BaseInstanceLoader
 from import_export.results import RowResult
 
-from core.models import Client, Suppression, User
+from core.models import Client, Consent, Suppression, Tag, User
+from core.models import Field as CustomField
 from core.models.users import email_normalize
 
 from .columns import (
+    EXTRA_PREFIX,
     ROW_COLUMN,
+    AttributeColumn,
     Column,
     EmailWidget,
     KeyColumn,
+    TagsColumn,
+    TagsWidget,
     TextWidget,
     UnsubscribedWidget,
+    header_key,
 )
 from .issues import file_error
 from .results import ClientImportResult, ClientRowResult
@@ -50,7 +62,33 @@ EXPORT_COLUMNS = ("email", "full_name", "comment", "unsubscribed_at")
 WRITE_BATCH = 5000
 EXPORT_BATCH = 2000
 PREVIEW_ROWS = 20
-STORED_FIELDS = ("id", "owner_id", "email", "full_name", "comment", "unsubscribed_at")
+# In the model's field order, which Client.from_db reads them in.
+STORED_FIELDS = (
+    "id",
+    "owner_id",
+    "email",
+    "full_name",
+    "comment",
+    "attributes",
+    "unsubscribed_at",
+)
+# New tags one import may create.
+MAX_NEW_TAGS = 1000
+
+
+# What the owner confirms before an import, recorded as each new recipient's
+# consent (the service's language: the record must show the words agreed).
+CONSENT_TEXT = gettext_lazy(
+    "I confirm that everyone in this file agreed to the processing of their "
+    "personal data and to receive my mailings, and that I can show it."
+)
+
+
+class ImportConsent:
+    """What the owner confirmed of the people in the file, and from where."""
+
+    def __init__(self, *, text: str, ip=None, user_agent: str = ""):
+        self.text, self.ip, self.user_agent = text, ip, user_agent
 
 
 class OwnListLoader(BaseInstanceLoader):
@@ -134,11 +172,25 @@ class ClientResource(resources.ModelResource):
         # subscription.
         saves_null_values=False,
     )
+    # Names only: the rows' tags are linked after the rows are written.
+    tags = TagsColumn(
+        attribute="tag_names",
+        column_name="tags",
+        aliases=(
+            "tag",
+            "labels",  # Google Contacts
+            "теги",
+            "тег",
+            "метки",
+            "группы",
+        ),
+        widget=TagsWidget(max_length=Tag._meta.get_field("name").max_length),
+        saves_null_values=False,
+    )
 
     class Meta:
         model = Client
-        fields = EXPORT_COLUMNS
-        export_order = EXPORT_COLUMNS
+        fields = (*EXPORT_COLUMNS, "tags")
         import_id_fields = ("email",)
         instance_loader_class = OwnListLoader
         use_bulk = True
@@ -160,9 +212,30 @@ class ClientResource(resources.ModelResource):
         chunk_size = EXPORT_BATCH
         name = gettext_lazy("Recipients")
 
-    def __init__(self, *, owner: User | None = None, with_owner: bool = False, **kw):
+    def __init__(
+        self,
+        *,
+        owner: User | None = None,
+        with_owner: bool = False,
+        fields_of: User | None = None,
+        consent: ImportConsent | None = None,
+        new_fields: dict | None = None,
+        **kw,
+    ):
         super().__init__(**kw)
         self.owner = owner
+        self.consent = consent
+        # Header → (key, kind) of the fields the user asked to create.
+        self.new_fields = new_fields or {}
+        if fields_of is not None:
+            # An export of one owner's list: a column for each custom field,
+            # named by its key as an import reads it back.
+            tags = self.fields.pop("tags")
+            for field in CustomField.objects.filter(owner=fields_of):
+                self.fields[f"attributes.{field.key}"] = AttributeColumn(
+                    field=field, column_name=field.key
+                )
+            self.fields["tags"] = tags
         if with_owner:
             # For those who see every list: whose recipient each row is.
             self.fields["owner"] = Field(
@@ -170,7 +243,9 @@ class ClientResource(resources.ModelResource):
             )
         self.email_column = self.fields["email"].column_name
         self._import_fields = super().get_import_fields()
-        self._import_values = attrgetter(*(name for name in self.columns()))
+        self._import_values = attrgetter(
+            "email", "full_name", "comment", "unsubscribed_at", "attributes"
+        )
 
     @classmethod
     def get_result_class(cls):
@@ -182,10 +257,22 @@ class ClientResource(resources.ModelResource):
 
     @classmethod
     def columns(cls) -> dict[str, Column]:
+        """The columns every file may have (custom fields come per owner)."""
         return {name: f for name, f in cls.fields.items() if isinstance(f, Column)}
 
     def get_queryset(self):
         return Client.objects.owned_by(self.owner)
+
+    def get_export_order(self):
+        # The stored columns, the owner's custom fields, the tags, the owner.
+        dynamic = tuple(name for name in self.fields if name.startswith("attributes."))
+        owner = ("owner",) if "owner" in self.fields else ()
+        return (*EXPORT_COLUMNS, *dynamic, "tags", *owner)
+
+    def get_bulk_update_fields(self):
+        # The columns a row writes, as model fields: custom fields go into
+        # `attributes`, tags are linked apart (see _link_tags).
+        return ["full_name", "comment", "unsubscribed_at", "attributes"]
 
     def get_import_fields(self):
         # Asked for every row, and the order never changes during an import.
@@ -198,6 +285,13 @@ class ClientResource(resources.ModelResource):
     def import_data(self, dataset, dry_run=False, **kwargs):
         if self.owner is None:
             raise ValueError("ClientResource imports into an owner's list: pass owner.")
+        if not dry_run and self.consent is None:
+            raise file_error(
+                _(
+                    "Confirm that the people in the file agreed to receive "
+                    "your mailings: nothing was imported."
+                )
+            )
         self.dry_run = dry_run
         return super().import_data(dataset, dry_run=dry_run, **kwargs)
 
@@ -206,6 +300,8 @@ class ClientResource(resources.ModelResource):
     def before_import(self, dataset, **kwargs):
         if not self.dry_run:
             owner_lock(owner=self.owner)
+        self.unknown_columns: list[str] = []
+        self.row_tags: dict[str, dict[str, str]] = {}
         self.by_email: dict[str, Client] = {}
         # What the database holds for an address: before the import, and
         # what the import wrote since for an address the file repeats.
@@ -222,6 +318,64 @@ class ClientResource(resources.ModelResource):
         counts = Counter(map(EmailWidget.key, dataset[self.email_column]))
         self.repeated = {key for key, count in counts.items() if count > 1}
         self._load_stored(counts)
+        # Last: a field it cannot create stops the import with the reason.
+        self._claim_columns(dataset)
+
+    def _claim_columns(self, dataset) -> None:
+        """The owner's custom fields take the file's other columns whose
+        header is their key or label; fields the user asked for are created
+        first (when importing). What is left is listed as unknown."""
+        if not self.dry_run:
+            self._create_fields(dataset)
+        fields = {}
+        owned = CustomField.objects.filter(owner=self.owner)
+        for field in owned.only("key", "label", "kind", "choices"):
+            fields.setdefault(header_key(field.key), field)
+            fields.setdefault(header_key(field.label), field)
+        headers, self.unknown_columns = [], []
+        claimed = set()
+        for header in dataset.headers:
+            if not header.startswith(EXTRA_PREFIX):
+                headers.append(header)
+                continue
+            name = header[len(EXTRA_PREFIX) :]
+            field = fields.get(header_key(name))
+            if field is None or field.key in claimed:
+                self.unknown_columns.append(name)
+                headers.append(header)
+                continue
+            claimed.add(field.key)
+            column_name = f"attributes.{field.key}"
+            self.fields[column_name] = AttributeColumn(
+                field=field, column_name=column_name
+            )
+            headers.append(column_name)
+        dataset.headers = headers
+        self._import_fields = super().get_import_fields()
+
+    def _create_fields(self, dataset) -> None:
+        present = {
+            header[len(EXTRA_PREFIX) :]
+            for header in dataset.headers
+            if header.startswith(EXTRA_PREFIX)
+        }
+        problems = []
+        for name, (key, kind) in self.new_fields.items():
+            if name not in present:
+                continue  # not a column of this file: nothing to create
+            field = CustomField(owner=self.owner, key=key, label=name, kind=kind)
+            try:
+                field.full_clean()
+            except ValidationError as error:
+                problems += [
+                    _("Column “%(column)s”: %(problem)s")
+                    % {"column": name, "problem": message}
+                    for message in error.messages
+                ]
+                continue
+            field.save()
+        if problems:
+            raise file_error(" ".join(problems))
 
     def _load_stored(self, named) -> None:
         """The owner's recipients whose address the file `named`, in one read."""
@@ -251,7 +405,7 @@ class ClientResource(resources.ModelResource):
         self.row_key = EmailWidget.key(row[self.email_column])
 
     def init_instance(self, row=None):
-        return Client(owner_id=self.owner.pk)
+        return Client(owner_id=self.owner.pk, source=Client.Source.IMPORT)
 
     def after_init_instance(self, instance, new, row, **kwargs):
         # Later rows with this address get this instance from the loader.
@@ -260,7 +414,12 @@ class ClientResource(resources.ModelResource):
 
     def import_instance(self, instance, row, **kwargs):
         try:
+            instance.tag_names = None
             super().import_instance(instance, row, **kwargs)
+            if instance.tag_names and self.row_key:
+                named = self.row_tags.setdefault(self.row_key, {})
+                for name in instance.tag_names:
+                    named.setdefault(name.casefold(), name)
         finally:
             # A stored unsubscribe stays as it is, whatever the file says.
             if ended := self.stored_ends.get(self.row_key):
@@ -318,7 +477,23 @@ class ClientResource(resources.ModelResource):
             # bulk mode sends no post_save.
             super().bulk_create(using_transactions, dry_run, raise_errors, **kwargs)
             self._suppress(written)
+            self._record_consent(written)
         self._flushed(written)
+
+    def _record_consent(self, written):
+        """The owner vouched for everyone the file adds: each gets both
+        consents, in the owner's words, from where the owner confirmed."""
+        ids = [recipient.pk for recipient in written if recipient.pk is not None]
+        for kind in Consent.Kind.values:
+            Consent.objects.record(
+                owner_id=self.owner.pk,
+                client_ids=ids,
+                kind=kind,
+                text=self.consent.text,
+                source=Consent.IMPORT,
+                ip=self.consent.ip,
+                user_agent=self.consent.user_agent,
+            )
 
     def bulk_update(
         self, using_transactions, dry_run, raise_errors, batch_size=None, result=None
@@ -329,7 +504,10 @@ class ClientResource(resources.ModelResource):
         written = list(self.update_instances)
         self.update_instances.clear()
         if written and not dry_run:
-            rows = [(c.pk, c.full_name, c.comment, c.unsubscribed_at) for c in written]
+            rows = [
+                (c.pk, c.full_name, c.comment, c.unsubscribed_at, c.attributes)
+                for c in written
+            ]
             try:
                 clients_update_rows(owner=self.owner, rows=rows)
                 self._suppress(written)
@@ -366,7 +544,9 @@ class ClientResource(resources.ModelResource):
         result.merged = self.merged
         result.suppressed = self.suppressed_rows
         result.skipped_rows = self.no_address
+        result.unknown_columns = self.unknown_columns
         self._settle_merged(result)
+        self._link_tags(result)
         for key, first in list(self.first_rows.items())[:PREVIEW_ROWS]:
             recipient = self.by_email[key]
             result.preview.append(
@@ -380,6 +560,44 @@ class ClientResource(resources.ModelResource):
             )
         if not self.first_rows and self.no_address and not result.invalid_rows:
             raise file_error(_("None of the rows has an e-mail address."))
+
+    def _link_tags(self, result):
+        """Each valid row's tags on its recipient: the missing tags created,
+        none taken away. A check only counts what would be created."""
+        valid = {key for key in self.row_tags if key in self.first_rows}
+        named = {}
+        for key in valid:
+            for folded, name in self.row_tags[key].items():
+                named.setdefault(folded, name)
+        existing = {
+            tag.name.casefold(): tag
+            for tag in Tag.objects.filter(owner=self.owner).only("name")
+        }
+        new = [name for folded, name in named.items() if folded not in existing]
+        if len(new) > MAX_NEW_TAGS:
+            raise file_error(
+                _("The file names %(count)d new tags; one import may create %(max)d.")
+                % {"count": len(new), "max": MAX_NEW_TAGS}
+            )
+        result.new_tags = sorted(new, key=str.casefold)
+        result.tagged = len(valid)
+        if self.dry_run or not valid:
+            return
+        # OwnedQuerySet.bulk_create grants the owner's permissions on them.
+        created = Tag.objects.bulk_create(
+            [Tag(owner=self.owner, name=name) for name in new]
+        )
+        existing.update((tag.name.casefold(), tag) for tag in created)
+        through = Client.tags.through
+        through.objects.bulk_create(
+            [
+                through(client_id=self.by_email[key].pk, tag_id=existing[folded].pk)
+                for key in valid
+                for folded in self.row_tags[key]
+            ],
+            batch_size=WRITE_BATCH,
+            ignore_conflicts=True,
+        )
 
     def _settle_merged(self, result):
         """Count a repeated address once, by its final values against the stored.

@@ -37,6 +37,13 @@ class ImportSummary:
     # Addresses suppressed for the owner (DESIGN.md, List health): imported
     # as unsubscribed.
     suppressed: int = 0
+    # The file's columns no field of the owner's claims: not imported, and
+    # offered to be created as custom fields before the import is confirmed.
+    unknown_columns: list[str] = field(default_factory=list)
+    # Tags the file names that the owner has not got yet (created on
+    # import), and how many recipients get tags.
+    new_tags: list[str] = field(default_factory=list)
+    tagged: int = 0
     dry_run: bool = False
     # (row, import type, email, full_name, comment) for the first addresses.
     preview: list[tuple[int, str, str, str, str]] = field(default_factory=list)
@@ -76,6 +83,9 @@ class ClientImportResult(Result):
         self.unlisted_invalid = 0
         self.skipped_rows: list[int] = []
         self.preview: list[tuple] = []
+        self.unknown_columns: list[str] = []
+        self.new_tags: list[str] = []
+        self.tagged = 0
 
     def append_invalid_row(self, number, row, validation_error):
         # Kept up to MAX_KEPT_ISSUES, then only counted: nothing is imported
@@ -146,6 +156,9 @@ class ClientImportResult(Result):
             skipped=skipped,
             skipped_rows=self.skipped_rows[:MAX_LISTED_ISSUES],
             suppressed=self.suppressed,
+            unknown_columns=self.unknown_columns,
+            new_tags=self.new_tags,
+            tagged=self.tagged,
             dry_run=dry_run,
             preview=self.preview,
         )

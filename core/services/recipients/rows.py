@@ -1,8 +1,9 @@
 """A CSV file as a spreadsheet saved it, read into a tablib Dataset.
 
 The dataset holds the resource's own columns, found by their header names,
-and each row's number as the spreadsheet shows it (the header is row 1; a
-blank row still counts; a quoted cell spanning lines is one row), so every
+the file's other columns (which custom fields may claim), and each row's
+number as the spreadsheet shows it (the header is row 1; a blank row still
+counts; a quoted cell spanning lines is one row), so every
 problem can be pointed at the row the user sees.
 """
 
@@ -12,7 +13,15 @@ import io
 import tablib
 from django.utils.translation import gettext as _
 
-from .columns import ROW_COLUMN, Column, cell_text, header_columns
+from .columns import (
+    EXTRA_PREFIX,
+    NOT_FIELDS,
+    ROW_COLUMN,
+    Column,
+    cell_text,
+    header_columns,
+    header_key,
+)
 from .decoding import text_from_bytes
 from .issues import file_error
 
@@ -46,6 +55,7 @@ def sheet_read(*, data: bytes, columns: dict[str, Column], required: str):
         found = header_columns(
             header, header_row=header_row, columns=columns, required=required
         )
+        found.update(_extra_columns(header, found))
         dataset = tablib.Dataset(headers=[*found, ROW_COLUMN])
         for number, row in rows:
             if "".join(row).strip():
@@ -59,6 +69,12 @@ def sheet_read(*, data: bytes, columns: dict[str, Column], required: str):
                     )
                 dataset.append([*_cells(row, found.values()), number])
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise file_error(
+                _("the row is not valid CSV: a cell is longer than %(max)s characters.")
+                % {"max": f"{csv.field_size_limit():,}".replace(",", " ")},
+                rows.last + 1,
+            ) from exc
         raise file_error(
             _(
                 "the row is not valid CSV (%(error)s). Check that its quotation "
@@ -86,6 +102,22 @@ class _Numbered:
         row = next(self.reader)
         self.last += 1
         return self.last, row
+
+
+def _extra_columns(header: list[str], found: dict) -> dict[str, list[int]]:
+    """The file's other columns, under EXTRA_PREFIX: the owner's custom
+    fields may claim them (ClientResource), or the user may create fields
+    for them. Each header once; empty ones and NOT_FIELDS are left out."""
+    used = {index for indexes in found.values() for index in indexes}
+    extra, seen = {}, set()
+    for index, name in enumerate(header):
+        name = " ".join(name.replace("\ufeff", "").split())
+        key = header_key(name)
+        if index in used or not key or key in NOT_FIELDS or key in seen:
+            continue
+        seen.add(key)
+        extra[EXTRA_PREFIX + name[:100]] = [index]
+    return extra
 
 
 def _cells(row: list[str], places):

@@ -4,6 +4,8 @@ Both keep `owner_id` in their WHERE clause: whatever a file says, an import
 only ever locks or changes its owner's rows.
 """
 
+import json
+
 from django.db import connection
 from django.utils import timezone
 
@@ -21,7 +23,8 @@ def owner_lock(*, owner: User) -> None:
 
 
 def clients_update_rows(*, owner: User, rows: list[tuple]) -> None:
-    """Write (pk, full_name, comment, unsubscribed_at) rows of the owner's.
+    """Write (pk, full_name, comment, unsubscribed_at, attributes) rows of the
+    owner's.
 
     Goes around QuerySet.bulk_update, which django-import-export's bulk mode
     calls and which builds one CASE per column over the whole batch:
@@ -36,23 +39,40 @@ def clients_update_rows(*, owner: User, rows: list[tuple]) -> None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             columns = zip(*rows, strict=True)
-            pks, names, comments, unsubs = (list(column) for column in columns)
+            pks, names, comments, unsubs, attributes = (
+                list(column) for column in columns
+            )
             cursor.execute(
                 f"UPDATE {table} AS c SET full_name = v.full_name, "
                 "comment = v.comment, unsubscribed_at = v.unsubscribed_at, "
-                "updated_at = %s "
+                "attributes = v.attributes::jsonb, updated_at = %s "
                 "FROM unnest(%s::bigint[], %s::text[], %s::text[], "
-                "%s::timestamptz[]) AS v(id, full_name, comment, unsubscribed_at) "
+                "%s::timestamptz[], %s::text[]) "
+                "AS v(id, full_name, comment, unsubscribed_at, attributes) "
                 "WHERE c.id = v.id AND c.owner_id = %s",
-                [now, pks, names, comments, unsubs, owner.pk],
+                [
+                    now,
+                    pks,
+                    names,
+                    comments,
+                    unsubs,
+                    list(map(_json, attributes)),
+                    owner.pk,
+                ],
             )
             return
         adapt = connection.ops.adapt_datetimefield_value
         cursor.executemany(
             f"UPDATE {table} SET full_name = %s, comment = %s, "
-            "unsubscribed_at = %s, updated_at = %s WHERE id = %s AND owner_id = %s",
+            "unsubscribed_at = %s, attributes = %s, updated_at = %s "
+            "WHERE id = %s AND owner_id = %s",
             [
-                (name, comment, adapt(unsub), adapt(now), pk, owner.pk)
-                for pk, name, comment, unsub in rows
+                (name, comment, adapt(unsub), _json(attrs), adapt(now), pk, owner.pk)
+                for pk, name, comment, unsub, attrs in rows
             ],
         )
+
+
+def _json(value) -> str:
+    # As JSONField stores it.
+    return json.dumps(value or {}, ensure_ascii=False)
