@@ -3,7 +3,11 @@
 from django import forms
 from django.contrib.auth import authenticate, get_user_model, password_validation
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
+
+from core.models import Consent, Field
+from core.models.audience import TEXT_MAX_LENGTH
 
 User = get_user_model()
 
@@ -120,3 +124,107 @@ class ProfileForm(forms.ModelForm):
     class Meta:
         model = User
         fields = ["full_name"]
+
+
+# --- subscribing ----------------------------------------------------------
+
+ATTRIBUTE_PREFIX = "attribute_"
+
+
+def attribute_form_field(
+    field, *, required: bool = False, date_widget=None
+) -> forms.Field:
+    """The input for one custom field (the admin's recipient form and the
+    subscription forms); its value is checked by the field's own rule,
+    Field.value_of, when the form is cleaned."""
+    common = {"label": field.label, "required": required}
+    if field.kind == Field.Kind.DATE:
+        widget = date_widget or forms.DateInput(attrs={"type": "date"})
+        return forms.DateField(widget=widget, **common)
+    if field.kind == Field.Kind.CHOICE:
+        choices = [("", "—"), *((choice, choice) for choice in field.choices)]
+        return forms.ChoiceField(choices=choices, **common)
+    if field.kind == Field.Kind.BOOLEAN:
+        if required:
+            return forms.BooleanField(**common)
+        return forms.NullBooleanField(**common)
+    if field.kind == Field.Kind.NUMBER:
+        return forms.CharField(max_length=40, **common)
+    return forms.CharField(max_length=TEXT_MAX_LENGTH, **common)
+
+
+def attribute_values(form, fields) -> dict:
+    """The custom field values a bound, cleaned form holds, by each field's
+    own rule; errors are added to the form's inputs."""
+    values = {}
+    for field in fields:
+        name = ATTRIBUTE_PREFIX + field.key
+        if name not in form.fields:
+            continue
+        try:
+            value = field.value_of(form.cleaned_data.get(name))
+        except ValidationError as error:
+            form.add_error(name, error)
+            continue
+        if value is not None:
+            values[field.key] = value
+    return values
+
+
+class SubscribeForm(forms.Form):
+    """A subscription form's questions, as its owner set them."""
+
+    token = forms.CharField(widget=forms.HiddenInput, max_length=500)
+    # A trap: hidden from people, filled by bots that fill every input.
+    website = forms.CharField(
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
+    )
+    email = forms.EmailField(
+        label=_("E-mail"),
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+
+    def __init__(self, *args, subscription, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.subscription = subscription
+        if subscription.ask_name:
+            self.fields["full_name"] = forms.CharField(
+                label=_("Name"),
+                max_length=255,
+                required=False,
+                widget=forms.TextInput(attrs={"autocomplete": "name"}),
+            )
+        required = {field.pk for field in subscription.required_fields.all()}
+        self.asked = list(subscription.fields.all())
+        for field in self.asked:
+            if field.kind == Field.Kind.BOOLEAN:
+                # A box to tick: unticked is "no", so it is never required.
+                question = forms.BooleanField(label=field.label, required=False)
+            else:
+                question = attribute_form_field(field, required=field.pk in required)
+            self.fields[ATTRIBUTE_PREFIX + field.key] = question
+        self.fields["personal_data"] = forms.BooleanField(
+            label=subscription.personal_data_text, required=True
+        )
+        if subscription.ask_marketing:
+            self.fields["marketing"] = forms.BooleanField(
+                label=subscription.marketing_text, required=True
+            )
+
+    @property
+    def is_bot(self) -> bool:
+        return bool(self.data.get("website"))
+
+    def clean(self):
+        cleaned = super().clean()
+        cleaned["attributes"] = attribute_values(self, self.asked)
+        return cleaned
+
+    def consents(self) -> list[str]:
+        given = [Consent.Kind.PERSONAL_DATA.value]
+        if self.cleaned_data.get("marketing"):
+            given.append(Consent.Kind.MARKETING.value)
+        return given

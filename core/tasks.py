@@ -10,10 +10,11 @@ from django_q.brokers import get_broker
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from .services import accounts, dispatch, site
+from .services import accounts, dispatch, site, subscriptions
 
 SCHEDULE_NAME = "dispatch mailings"
 PURGE_SCHEDULE_NAME = "purge unconfirmed accounts"
+PENDING_SCHEDULE_NAME = "purge unconfirmed subscribers"
 FIGURES_SCHEDULE_NAME = "public figures"
 
 
@@ -30,6 +31,25 @@ def tick():
 def purge_unverified():
     """Run daily: accounts nobody confirmed lapse."""
     return f"unconfirmed accounts deleted: {accounts.users_purge_unverified()}"
+
+
+def purge_pending_subscribers():
+    """Run daily: subscribers who never confirmed lapse."""
+    deleted = subscriptions.subscriptions_purge_pending()
+    return f"unconfirmed subscribers deleted: {deleted}"
+
+
+def subscription_confirmation(form_id: int, email: str, link: str, language: str):
+    """Queued by a subscription form: the e-mail with the confirmation link."""
+    subscriptions.subscription_mail_confirmation(
+        form_id=form_id, email=email, link=link, language=language
+    )
+    return f"confirmation sent to form {form_id}'s subscriber"
+
+
+def subscription_welcome(form_id: int, client_id: int):
+    """Queued when a subscriber confirms: the form's welcome message."""
+    return subscriptions.subscription_welcome(form_id=form_id, client_id=client_id)
 
 
 def site_figures_refresh():
@@ -91,6 +111,10 @@ def schedule_ensure(**kwargs) -> None:
         },
         PURGE_SCHEDULE_NAME: {
             "func": "core.tasks.purge_unverified",
+            "schedule_type": Schedule.DAILY,
+        },
+        PENDING_SCHEDULE_NAME: {
+            "func": "core.tasks.purge_pending_subscribers",
             "schedule_type": Schedule.DAILY,
         },
     }

@@ -41,4 +41,11 @@ urlpatterns = [
     ),
     path("profile/", views.profile, name="profile"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path(
+        "subscribe/confirm/<str:token>/",
+        views.subscribe_confirm,
+        name="subscribe_confirm",
+    ),
+    path("subscribe/<slug:slug>/", views.subscribe, name="subscribe"),
+    path("subscribe/<slug:slug>/sent/", views.subscribe_sent, name="subscribe_sent"),
 ]

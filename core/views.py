@@ -6,18 +6,28 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
-from django.http import Http404
-from django.shortcuts import redirect, render
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
 from django.utils.decorators import method_decorator
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_safe
 from django_ratelimit.decorators import ratelimit
 
-from .forms import EmailAuthenticationForm, EmailForm, ProfileForm, SignupForm
-from .services import accounts, blog, site, throttles
+from . import tasks
+from .clientip import client_ip
+from .forms import (
+    EmailAuthenticationForm,
+    EmailForm,
+    ProfileForm,
+    SignupForm,
+    SubscribeForm,
+)
+from .models import SubscriptionForm
+from .services import accounts, blog, site, subscriptions, throttles
 from .services.unsubscribe import client_for_unsubscribe, client_unsubscribe
 
 TOO_MANY = _("Too many requests. Please wait a while and try again.")
@@ -280,6 +290,106 @@ def unsubscribe(request, token):
         template,
         {"outcome": outcome, "email": client.email, "token": token},
     )
+
+
+SUBMITTED_MAX = 5000
+
+
+def _open_form(slug):
+    form = get_object_or_404(
+        SubscriptionForm.objects.select_related("owner"), slug=slug
+    )
+    if not subscriptions.form_is_open(form):
+        raise Http404
+    return form
+
+
+# Posted from the form's own page or from another site (the snippet): no
+# CSRF cookie there. The form's signed token stands in for one, and a
+# submission only ever mails a confirmation link.
+@csrf_exempt
+@require_http_methods(["GET", "HEAD", "POST"])
+def subscribe(request, slug):
+    subscription = _open_form(slug)
+    fresh = subscriptions.form_token(form=subscription)
+    if request.method != "POST":
+        form = SubscribeForm(subscription=subscription, initial={"token": fresh})
+        return render(request, "core/subscribe/form.html", _page(subscription, form))
+    # Values are checked whole, but never echoed back longer than this.
+    posted = {key: value[:SUBMITTED_MAX] for key, value in request.POST.items()}
+    form = SubscribeForm(posted, subscription=subscription)
+    sent = redirect("subscribe_sent", slug=subscription.slug)
+    if form.is_bot:
+        return sent  # said as to a person; nothing is kept or mailed
+    if throttles.subscribe_ip_limited(request):
+        form = refused(SubscribeForm(subscription=subscription))
+        return render(
+            request, "core/subscribe/form.html", _page(subscription, form), status=429
+        )
+    problem = subscriptions.form_token_problem(
+        form=subscription, token=request.POST.get("token", "")
+    )
+    if problem:
+        # Nothing typed is lost: the values come back with a fresh token.
+        form = SubscribeForm({**posted, "token": fresh}, subscription=subscription)
+        form.is_valid()
+        form.add_error(None, problem)
+    elif form.is_valid():
+        if not throttles.subscribe_email_limited(request, form_id=subscription.pk):
+            link = subscriptions.subscription_submit(
+                form=subscription,
+                submission=subscriptions.Submission(
+                    email=form.cleaned_data["email"],
+                    full_name=form.cleaned_data.get("full_name", ""),
+                    attributes=form.cleaned_data["attributes"],
+                    consents=form.consents(),
+                    ip=client_ip(request) or None,
+                    user_agent=request.META.get("HTTP_USER_AGENT", ""),
+                ),
+            )
+            tasks.queue(
+                "core.tasks.subscription_confirmation",
+                subscription.pk,
+                form.cleaned_data["email"],
+                link,
+                get_language(),
+            )
+        return sent
+    return render(request, "core/subscribe/form.html", _page(subscription, form))
+
+
+def _page(subscription, form):
+    return {"subscription": subscription, "form": form}
+
+
+@require_safe
+def subscribe_sent(request, slug):
+    subscription = _open_form(slug)
+    return render(request, "core/subscribe/sent.html", {"subscription": subscription})
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def subscribe_confirm(request, token):
+    """GET shows a button; only pressing it (POST) confirms."""
+    template = "core/subscribe/confirm.html"
+    try:
+        pending = subscriptions.subscription_pending(token=token)
+    except subscriptions.LinkProblem as problem:
+        context = {"outcome": problem.kind, "days": subscriptions.PENDING_DAYS}
+        return render(request, template, context, status=400)
+    context = {"subscription": pending.form, "email": pending.client.email}
+    if request.method != "POST":
+        outcome = "already" if pending.done else "confirm"
+        return render(request, template, {**context, "outcome": outcome})
+    if not subscriptions.subscription_confirm(pending=pending):
+        return render(request, template, {**context, "outcome": "already"})
+    if pending.form.welcome_message_id:
+        tasks.queue(
+            "core.tasks.subscription_welcome", pending.form.pk, pending.client.pk
+        )
+    if pending.form.redirect_url:
+        return HttpResponseRedirect(pending.form.redirect_url)
+    return render(request, template, {**context, "outcome": "done"})
 
 
 def csrf_failure(request, reason=""):

@@ -8,7 +8,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.widgets import AdminDateWidget
-from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import formats
@@ -16,34 +15,19 @@ from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from core.forms import ATTRIBUTE_PREFIX, attribute_form_field, attribute_values
 from core.models import Client, Field, Segment, Tag
-from core.models.audience import TEXT_MAX_LENGTH
 from core.models.users import email_normalize
 
 from .base import OwnedAdmin
 from .recipient_csv import RecipientCSVMixin
 
-ATTRIBUTE_PREFIX = "attribute_"
 
-
-def attribute_form_field(field: Field) -> forms.Field:
-    """The input for one custom field; its value is checked by the field's
-    own rule (Field.value_of) when the form is cleaned."""
-    common = {
-        "label": field.label,
-        "required": False,
-        "help_text": "{{ client.attributes." + field.key + " }}",
-    }
-    if field.kind == Field.Kind.DATE:
-        return forms.DateField(widget=AdminDateWidget, **common)
-    if field.kind == Field.Kind.CHOICE:
-        choices = [("", "—"), *((choice, choice) for choice in field.choices)]
-        return forms.ChoiceField(choices=choices, **common)
-    if field.kind == Field.Kind.BOOLEAN:
-        return forms.NullBooleanField(**common)
-    if field.kind == Field.Kind.NUMBER:
-        return forms.CharField(max_length=40, **common)
-    return forms.CharField(max_length=TEXT_MAX_LENGTH, **common)
+def _admin_input(field):
+    """The custom field's input, with its variable as the help text."""
+    input_field = attribute_form_field(field, date_widget=AdminDateWidget)
+    input_field.help_text = "{{ client.attributes." + field.key + " }}"
+    return input_field
 
 
 class ClientForm(forms.ModelForm):
@@ -87,20 +71,8 @@ class ClientForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        values = {}
-        for field in self.owner_fields:
-            name = ATTRIBUTE_PREFIX + field.key
-            if name not in self.fields:
-                continue
-            try:
-                value = field.value_of(cleaned.get(name))
-            except ValidationError as error:
-                self.add_error(name, error)
-                continue
-            if value is not None:
-                values[field.key] = value
         if self.owner_fields:
-            self.instance.attributes = values
+            self.instance.attributes = attribute_values(self, self.owner_fields)
         return cleaned
 
 
@@ -244,8 +216,7 @@ class ClientAdmin(RecipientCSVMixin, OwnedAdmin):
         fields = self._owner_fields(request, obj)
         if fields and self.has_change_permission(request, obj):
             declared = {
-                ATTRIBUTE_PREFIX + field.key: attribute_form_field(field)
-                for field in fields
+                ATTRIBUTE_PREFIX + field.key: _admin_input(field) for field in fields
             }
             kwargs["form"] = type(
                 "ClientForm", (self.form,), {**declared, "owner_fields": fields}

@@ -10,9 +10,11 @@ from .permissions import (
     MailingUserObjectPermission,
     MessageUserObjectPermission,
     SegmentUserObjectPermission,
+    SubscriptionFormUserObjectPermission,
     TagUserObjectPermission,
 )
 from .segments import Segment
+from .subscriptions import SubscriptionForm
 from .suppressions import Suppression
 from .users import User
 
@@ -32,6 +34,8 @@ __all__ = [
     "MessageUserObjectPermission",
     "Segment",
     "SegmentUserObjectPermission",
+    "SubscriptionForm",
+    "SubscriptionFormUserObjectPermission",
     "Suppression",
     "Tag",
     "TagUserObjectPermission",

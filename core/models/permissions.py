@@ -12,6 +12,7 @@ from .blog import Article
 from .clients import Client
 from .mailings import Mailing, Message
 from .segments import Segment
+from .subscriptions import SubscriptionForm
 
 
 class ClientUserObjectPermission(UserObjectPermissionBase):
@@ -107,6 +108,20 @@ class SegmentUserObjectPermission(UserObjectPermissionBase):
 
 class SegmentGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Segment, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        abstract = False
+
+
+class SubscriptionFormUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(SubscriptionForm, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        abstract = False
+
+
+class SubscriptionFormGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(SubscriptionForm, on_delete=models.CASCADE)
 
     class Meta(GroupObjectPermissionBase.Meta):
         abstract = False

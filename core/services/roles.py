@@ -24,6 +24,7 @@ ROLE_PERMISSIONS = {
         "core.add_tag",
         "core.add_field",
         "core.add_segment",
+        "core.add_subscriptionform",
     ],
     MANAGERS: [
         "core.view_user",
@@ -42,6 +43,7 @@ ROLE_PERMISSIONS = {
         "core.view_field",
         "core.view_segment",
         "core.view_consent",
+        "core.view_subscriptionform",
         "core.lift_suppression",
     ],
 }

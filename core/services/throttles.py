@@ -14,6 +14,10 @@ from django_ratelimit.core import get_usage
 # e-mail, enough for a person, too few for a bot.
 MAIL_RATE_PER_IP = "10/h"
 MAIL_RATE_PER_EMAIL = "3/h"
+# Subscription forms: enough for an office behind one address; for one
+# e-mail, a few confirmation mails an hour, so nobody is flooded with them.
+SUBSCRIBE_RATE_PER_IP = "60/h"
+SUBSCRIBE_RATE_PER_EMAIL = "3/h"
 # Wrong current passwords (profile, the admin's password page) per account.
 PASSWORD_CHECKS = "5/15m"
 
@@ -52,4 +56,27 @@ def password_check_limited(request, *, failed: bool = False) -> bool:
     `failed` counts one more."""
     return _spent(
         request, group="password-check", key="user", rate=PASSWORD_CHECKS, failed=failed
+    )
+
+
+def _over(request, *, group, key, rate) -> bool:
+    """Count this request; whether it is over `rate` (the rate's own number
+    of requests pass)."""
+    usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
+    return usage is not None and usage["should_limit"]
+
+
+def subscribe_ip_limited(request) -> bool:
+    """Whether this visitor address posted too many subscriptions."""
+    return _over(request, group="subscribe-ip", key="ip", rate=SUBSCRIBE_RATE_PER_IP)
+
+
+def subscribe_email_limited(request, *, form_id: int) -> bool:
+    """Whether this form mailed the submitted address too often. The visitor
+    is not told: the page says the same either way."""
+    return _over(
+        request,
+        group=f"subscribe-email-{form_id}",
+        key=submitted_email,
+        rate=SUBSCRIBE_RATE_PER_EMAIL,
     )

@@ -17,6 +17,7 @@ from core.models import (
     MailingRun,
     Message,
     Segment,
+    SubscriptionForm,
     Tag,
 )
 
@@ -43,6 +44,7 @@ class Rows:
     tag: Tag
     field: Field
     segment: Segment
+    subscriptionform: SubscriptionForm
 
     def of(self, model_name):
         return getattr(self, {"mailingrun": "run"}.get(model_name, model_name))
@@ -63,7 +65,15 @@ def rows_for(owner):
             "conditions": [{"field": "tag", "op": "has", "value": tag.pk}],
         },
     )
-    return Rows(client, mailing.message, mailing, run, attempt, tag, field, segment)
+    form = SubscriptionForm.objects.create(
+        owner=owner,
+        title=f"form of {owner.email}",
+        personal_data_text="I agree.",
+        ask_marketing=False,
+    )
+    return Rows(
+        client, mailing.message, mailing, run, attempt, tag, field, segment, form
+    )
 
 
 @pytest.fixture
@@ -99,7 +109,15 @@ def as_role(client, world, role):
     return user
 
 
-OWNED = ["client", "message", "mailing", "tag", "field", "segment"]
+OWNED = [
+    "client",
+    "message",
+    "mailing",
+    "tag",
+    "field",
+    "segment",
+    "subscriptionform",
+]
 REPORTS = ["mailingrun", "attempt"]
 ROLES = ["anonymous", "blocked", "client_a", "client_b", "manager", "superuser"]
 
