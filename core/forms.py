@@ -6,7 +6,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from core.models import Consent, Field
+from core.models import Consent, Field, Tag
 from core.models.audience import TEXT_MAX_LENGTH
 
 User = get_user_model()
@@ -228,3 +228,37 @@ class SubscribeForm(forms.Form):
         if self.cleaned_data.get("marketing"):
             given.append(Consent.Kind.MARKETING.value)
         return given
+
+
+class PreferencesForm(forms.Form):
+    """What a recipient may change of their own subscription."""
+
+    full_name = forms.CharField(
+        label=_("Name"),
+        max_length=255,
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "name"}),
+    )
+    topics = forms.ModelMultipleChoiceField(
+        label=_("Topics"),
+        queryset=Tag.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args, editable, topics, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.editable = editable
+        for field in editable:
+            self.fields[ATTRIBUTE_PREFIX + field.key] = attribute_form_field(field)
+        if topics:
+            self.fields["topics"].queryset = Tag.objects.filter(
+                pk__in=[tag.pk for tag in topics]
+            )
+        else:
+            del self.fields["topics"]
+
+    def clean(self):
+        cleaned = super().clean()
+        cleaned["attributes"] = attribute_values(self, self.editable)
+        return cleaned

@@ -41,6 +41,7 @@ urlpatterns = [
     ),
     path("profile/", views.profile, name="profile"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path("preferences/<str:token>/", views.preferences, name="preferences"),
     path(
         "subscribe/confirm/<str:token>/",
         views.subscribe_confirm,

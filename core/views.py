@@ -6,7 +6,7 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
 from django.utils.decorators import method_decorator
@@ -20,14 +20,16 @@ from django_ratelimit.decorators import ratelimit
 from . import tasks
 from .clientip import client_ip
 from .forms import (
+    ATTRIBUTE_PREFIX,
     EmailAuthenticationForm,
     EmailForm,
+    PreferencesForm,
     ProfileForm,
     SignupForm,
     SubscribeForm,
 )
-from .models import SubscriptionForm
-from .services import accounts, blog, site, subscriptions, throttles
+from .models import Client, SubscriptionForm
+from .services import accounts, blog, privacy, site, subscriptions, throttles
 from .services.unsubscribe import client_for_unsubscribe, client_unsubscribe
 
 TOO_MANY = _("Too many requests. Please wait a while and try again.")
@@ -390,6 +392,59 @@ def subscribe_confirm(request, token):
     if pending.form.redirect_url:
         return HttpResponseRedirect(pending.form.redirect_url)
     return render(request, template, {**context, "outcome": "done"})
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def preferences(request, token):
+    """A recipient's own page, from the link in every message."""
+    template = "core/preferences.html"
+    client = privacy.preferences_client(token=token)
+    if client is None:
+        return render(request, template, {"outcome": "invalid"}, status=400)
+    editable = privacy.editable_fields(client=client)
+    topics = privacy.public_topics(client=client)
+    action = request.POST.get("action") if request.method == "POST" else None
+    form = PreferencesForm(
+        request.POST if action == "save" else None,
+        editable=editable,
+        topics=topics,
+        initial={
+            "full_name": client.full_name,
+            "topics": [tag.pk for tag in client.tags.filter(is_public=True)],
+            **{
+                ATTRIBUTE_PREFIX + key: value
+                for key, value in client.attributes.items()
+            },
+        },
+    )
+    ip, agent = client_ip(request) or None, request.META.get("HTTP_USER_AGENT", "")
+    if action == "save" and form.is_valid():
+        privacy.preferences_save(
+            client=client,
+            full_name=form.cleaned_data["full_name"],
+            attributes=form.cleaned_data["attributes"],
+            topics=form.cleaned_data.get("topics") or [],
+        )
+        messages.success(request, _("Your preferences are saved."))
+        return redirect("preferences", token=token)
+    if action == "unsubscribe":
+        privacy.preferences_unsubscribe(client=client, ip=ip, user_agent=agent)
+        messages.success(request, _("You are unsubscribed from all mailings."))
+        return redirect("preferences", token=token)
+    if action == "download":
+        response = JsonResponse(
+            privacy.client_data(client=client),
+            json_dumps_params={"ensure_ascii": False, "indent": 2},
+        )
+        response["Content-Disposition"] = 'attachment; filename="my-data.json"'
+        return response
+    if action == "erase":
+        if request.POST.get("erase_confirm"):
+            privacy.clients_erase(clients=Client.objects.filter(pk=client.pk))
+            return render(request, template, {"outcome": "erased"})
+        messages.error(request, _("Tick the box to confirm the erasure."))
+    context = {"outcome": "page", "client": client, "form": form}
+    return render(request, template, context)
 
 
 def csrf_failure(request, reason=""):

@@ -21,6 +21,7 @@ from core.models.users import email_normalize
 
 from .base import OwnedAdmin
 from .recipient_csv import RecipientCSVMixin
+from .recipient_privacy import DataRequestMixin
 
 
 def _admin_input(field):
@@ -142,7 +143,7 @@ class SubscriptionFilter(admin.SimpleListFilter):
 
 
 @admin.register(Client)
-class ClientAdmin(RecipientCSVMixin, OwnedAdmin):
+class ClientAdmin(RecipientCSVMixin, DataRequestMixin, OwnedAdmin):
     form = ClientForm
     list_display = ("email", "full_name", "comment", "unsubscribed_at", "created_at")
     list_filter = (SubscriptionFilter, TagFilter, SegmentFilter)
@@ -156,7 +157,13 @@ class ClientAdmin(RecipientCSVMixin, OwnedAdmin):
         "created_at",
         "updated_at",
     )
-    actions = ("export_selected", "add_tag", "remove_tag")
+    actions = (
+        "export_selected",
+        "add_tag",
+        "remove_tag",
+        "export_data",
+        "erase_selected",
+    )
     fieldsets = (
         (_("Recipient"), {"fields": ("email", "full_name", "comment", "tags")}),
         (

@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .audience import Field, Tag, attributes_clean
 from .base import OwnedModel, OwnedQuerySet
-from .suppressions import Suppression, suppressed_q
+from .suppressions import Suppression, suppressed_q, suppression_keys
 from .users import email_normalize
 
 COMMENT_MAX_LENGTH = 2000
@@ -181,7 +181,7 @@ class Client(OwnedModel):
         """When the address was first suppressed for this owner, or None."""
         return (
             Suppression.objects.applying_to(owner_id=self.owner_id)
-            .filter(email=email_normalize(self.email))
+            .filter(email__in=suppression_keys(self.email))
             .order_by("created_at")
             .values_list("created_at", flat=True)
             .first()

@@ -1,14 +1,23 @@
 """Suppressions: addresses no mailing may reach (DESIGN.md, List health).
 
 An unsubscribe, a complaint, a hard bounce or an erasure writes one, and no
-form, import or owner edit removes it: deleting a recipient and adding the
+import or owner edit removes it: deleting a recipient and adding the
 address again, re-importing it, or clearing its unsubscribe date leaves it
-suppressed. Only a manager or a superuser lifts a `manual` one; nobody lifts
-the others.
+suppressed. Only a manager or a superuser lifts a `manual` one; only the
+recipient's own confirmed opt-in (a subscription form) lifts their
+unsubscribe or erasure; nobody lifts the others.
+
+An erasure keeps the address's sha256 only: every path that adds a recipient
+(the admin, imports, forms) looks the address up both ways
+(`suppression_keys`). The send path's SQL check (`suppressed_q`) reads plain
+addresses: an erased recipient's row is gone, and whatever adds it back has
+read the digest and marked it unsubscribed.
 
 A suppression is a record, not a row its owner edits, so it carries no
 object permissions: its owner sees it (`visible_to`), managers see all.
 """
+
+import hashlib
 
 from django.conf import settings
 from django.db import models
@@ -21,6 +30,16 @@ from .base import OwnedQuerySet
 from .users import email_normalize
 
 
+def email_digest(address: str) -> str:
+    """What an erasure keeps of an address: its normal form's sha256."""
+    return hashlib.sha256(email_normalize(address).encode()).hexdigest()
+
+
+def suppression_keys(address: str) -> list[str]:
+    """How a suppression may name an address: as it is, or erased."""
+    return [email_normalize(address), email_digest(address)]
+
+
 class SuppressionQuerySet(OwnedQuerySet):
     def applying_to(self, *, owner_id):
         """The suppressions that bind one owner: their own and the service's."""
@@ -31,9 +50,12 @@ class SuppressionQuerySet(OwnedQuerySet):
 
     def record(self, *, owner_id, emails, reason, detail: str = "", at=None) -> None:
         """Suppress `emails` for `owner_id` (None: the whole service); an
-        address already suppressed for that reason keeps its first record."""
+        address already suppressed for that reason keeps its first record.
+        An erasure keeps only each address's digest."""
         at = at or timezone.now()
         rows = {email_normalize(email) for email in emails} - {""}
+        if reason == Suppression.Reason.ERASED:
+            rows = {email_digest(email) for email in rows}
         self.bulk_create(
             [
                 Suppression(

@@ -9,9 +9,10 @@ text agreed to, its version, time, IP and browser, and the welcome message.
 Nothing a visitor submits changes a recipient who is on the list already:
 their data is theirs to change in the preference centre.
 
-An address that unsubscribed may come back only this way, by its own
-confirmed opt-in, which lifts its unsubscribe (recorded as a consent).
-Suppressions for other reasons (bounces, complaints, a manager's) stay.
+An address that unsubscribed (or was erased at its request) may come back
+only this way, by its own confirmed opt-in, which lifts that suppression
+(the consent is the record). Suppressions for other reasons (bounces,
+complaints, a manager's) stay.
 """
 
 import logging
@@ -29,9 +30,11 @@ from django.utils.translation import gettext as _
 
 from core.links import absolute_url
 from core.models import Client, Consent, Mailing, SubscriptionForm, Suppression
+from core.models.suppressions import suppression_keys
 from core.models.users import email_normalize
 
 from .mail.templates import MessageTooLarge, message_context, message_render
+from .privacy import preferences_url
 from .unsubscribe import unsubscribe_url
 
 logger = logging.getLogger(__name__)
@@ -246,12 +249,13 @@ def subscription_confirm(*, pending: Pending) -> bool:
 
 
 def _lift_unsubscribe(client) -> bool:
-    """The recipient's own confirmed opt-in ends their unsubscribe: the
-    owner's `unsubscribed` suppression goes, nothing else does."""
+    """The recipient's own confirmed opt-in ends their unsubscribe (or the
+    erasure they asked for): those suppressions of the owner's go, no other
+    does."""
     Suppression.objects.filter(
         owner_id=client.owner_id,
-        email=email_normalize(client.email),
-        reason=Suppression.Reason.UNSUBSCRIBED,
+        email__in=suppression_keys(client.email),
+        reason__in=[Suppression.Reason.UNSUBSCRIBED, Suppression.Reason.ERASED],
     ).delete()
     was = client.unsubscribed_at is not None
     client.unsubscribed_at = None
@@ -277,6 +281,7 @@ def subscription_welcome(*, form_id: int, client_id: int) -> str:
         client=client,
         mailing=Mailing(title=form.title),
         unsubscribe_url=link,
+        preferences_url=preferences_url(client_id=client.pk),
         attributes=client.attributes,
     )
     try:

@@ -38,6 +38,7 @@ from core.services.mail.smtp import (
     relay_name,
     transport_open,
 )
+from core.services.privacy import preferences_url
 from core.services.unsubscribe import unsubscribe_url
 
 from .claims import attempts_claim, claims_renew, token_new
@@ -210,6 +211,7 @@ def compose(attempt) -> tuple[str, str, bytes]:
         full_name=client.full_name if client else "",
         attributes=client.attributes if client else None,
         unsubscribe_url=unsubscribe_url(client_id=client.pk) if client else "",
+        preferences_url=preferences_url(client_id=client.pk) if client else "",
         reply_to=mailing.owner.email,
     )
     sender, recipient = (

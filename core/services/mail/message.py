@@ -32,6 +32,7 @@ def email_prepare(
     full_name: str,
     attributes: dict | None = None,
     unsubscribe_url: str = "",
+    preferences_url: str = "",
     reply_to: str = "",
 ) -> Outgoing:
     """The message for one recipient, rendered and with its headers."""
@@ -41,6 +42,7 @@ def email_prepare(
         client=_Recipient(email=email, full_name=full_name),
         mailing=mailing,
         unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
         attributes=attributes,
     )
     subject, text, html = message_render(message=message, context=context)

@@ -37,6 +37,7 @@ from import_export.results import RowResult
 
 from core.models import Client, Consent, Suppression, Tag, User
 from core.models import Field as CustomField
+from core.models.suppressions import email_digest
 from core.models.users import email_normalize
 
 from .columns import (
@@ -394,9 +395,13 @@ class ClientResource(resources.ModelResource):
             .order_by("created_at")
             .values_list("email", "created_at")
         )
+        # An erased address is kept as its digest only.
+        erased = {email_digest(email): email for email in named}
         for email, since in suppressions.iterator(chunk_size=10000):
             if email in named:
                 self.suppressed.setdefault(email, since)
+            elif email in erased:
+                self.suppressed.setdefault(erased[email], since)
 
     def before_import_row(self, row, **kwargs):
         # The address as rows are matched by; whether it is one at all, the
