@@ -215,3 +215,47 @@ def test_demo_data_never_overwrites_another_users_rows():
     assert (real.owner, real.email) == (someone, "keep@example.org")
     assert not User.objects.filter(email__in=demo_emails(MAILING)).exists()
     assert not Article.objects.exists()  # nothing at all was loaded
+
+
+def test_the_demo_audience_has_tags_fields_a_segment_and_a_form(client):
+    from core.models import Consent, Field, Segment, SubscriptionForm, Tag
+
+    load(MAILING)
+    anna = User.objects.get(email="anna@demo.example.com")
+    assert Tag.objects.filter(owner=anna, is_public=True).count() == 2
+    assert {f.kind for f in Field.objects.filter(owner=anna)} == {
+        "text",
+        "date",
+        "choice",
+        "number",
+        "boolean",
+    }
+    segment = Segment.objects.get(owner=anna)
+    segment.full_clean()  # its rules name the owner's own fields and tags
+    members = set(segment.members().values_list("email", flat=True))
+    assert members == {
+        "olga.petrova@example.com",
+        "ivan.sokolov@example.org",
+        "sergey.morozov@example.com",
+        "irina.kozlova@example.net",
+    }
+    form = SubscriptionForm.objects.get(owner=anna)
+    assert form.is_published and form.ask_marketing
+    subscriber = Client.objects.get(email="vera.zaitseva@example.com")
+    assert set(
+        Consent.objects.filter(client=subscriber).values_list("kind", flat=True)
+    ) == {
+        "personal_data",
+        "marketing",
+    }
+    assert Client.objects.unconfirmed().filter(owner=anna).count() == 1
+    page = client.get(reverse("subscribe", kwargs={"slug": form.slug}))
+    assert (
+        page.status_code == 200 and "Новости цветочной лавки" in page.content.decode()
+    )
+    client.force_login(anna)
+    segment_page = client.get(
+        reverse("admin:core_segment_change", args=[segment.pk]),
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+    assert "4 recipients match now." in segment_page.content.decode()
