@@ -8,10 +8,16 @@ sizes: the count must not grow with the rows a page shows.
     make bench BENCH=admin      # SQLite, or PostgreSQL when DATABASE_URL is set
 """
 
-import statistics
 import time
 
-from bench.support import peak_rss_mb, setup_django, teardown_django, verdict
+from bench.support import (
+    page_measure,
+    queries_alike,
+    setup_django,
+    summary_print,
+    teardown_django,
+    verdict,
+)
 
 RECIPIENTS = 100_000
 RUNS = 10  # 10 runs × 100,000 recipients = 1,000,000 attempts
@@ -102,21 +108,6 @@ def seed():
     return big, runs[big.pk][0], seeded_recipients, seeded_attempts
 
 
-def measure(browser, url, repeat=7):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    browser.get(url)  # warm caches and the plan
-    timings = []
-    for _ in range(repeat):
-        with CaptureQueriesContext(connection) as queries:
-            start = time.perf_counter()
-            response = browser.get(url)
-            timings.append((time.perf_counter() - start) * 1000)
-        assert response.status_code == 200, (url, response.status_code)
-    return statistics.median(timings), len(queries)
-
-
 def main():
     engine = setup_django()
     try:
@@ -146,7 +137,7 @@ def main():
         ]
         all_ok = True
         for label, url in pages:
-            ms, n_queries = measure(browser, url)
+            ms, n_queries = page_measure(browser, url)
             ok = ms < TARGET_MS
             all_ok &= ok
             print(f"{label:24} {ms:7.1f} ms  {n_queries:3} queries  {verdict(ok)}")
@@ -156,19 +147,14 @@ def main():
             (Client, "/admin/core/client/"),
             (Attempt, "/admin/core/attempt/"),
         ]:
-            model_admin = admin.site._registry[model]
-            counts = []
-            for per_page in (10, 200):
-                model_admin.list_per_page = per_page
-                counts.append(measure(browser, url, repeat=1)[1])
+            counts = queries_alike(browser, admin.site._registry[model], url)
             ok = counts[0] == counts[1]
             all_ok &= ok
             print(
                 f"{model._meta.model_name} queries at 10 and 200 rows a page: "
                 f"{counts[0]} and {counts[1]}  {verdict(ok)}"
             )
-        print(f"peak RSS {peak_rss_mb():.0f} MB")
-        print("ALL OK" if all_ok else "SOME TARGETS MISSED")
+        summary_print(all_ok)
     finally:
         teardown_django()
 

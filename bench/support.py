@@ -83,3 +83,36 @@ def timed():
 
 def verdict(ok: bool) -> str:
     return "OK" if ok else "MISSED"
+
+
+def page_measure(browser, url, repeat=7):
+    """(median server time in ms, queries of one request) of a GET."""
+    import statistics
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    browser.get(url)  # warm caches and the plan
+    timings = []
+    for _ in range(repeat):
+        with CaptureQueriesContext(connection) as queries:
+            start = time.perf_counter()
+            response = browser.get(url)
+            timings.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200, (url, response.status_code)
+    return statistics.median(timings), len(queries)
+
+
+def queries_alike(browser, model_admin, url) -> tuple[int, int]:
+    """Queries of the page at 10 and at 200 rows: equal when none is per row."""
+    counts = []
+    for per_page in (10, 200):
+        model_admin.list_per_page = per_page
+        counts.append(page_measure(browser, url, repeat=1)[1])
+    return counts[0], counts[1]
+
+
+def summary_print(all_ok: bool) -> None:
+    """The last lines of a benchmark: its memory, and whether all targets held."""
+    print(f"peak RSS {peak_rss_mb():.0f} MB")
+    print("ALL OK" if all_ok else "SOME TARGETS MISSED")

@@ -241,6 +241,7 @@ def test_the_demo_audience_has_tags_fields_a_segment_and_a_form(client):
     }
     form = SubscriptionForm.objects.get(owner=anna)
     assert form.is_published and form.ask_marketing
+    assert form.slug == "flower-news"  # as the README names it
     subscriber = Client.objects.get(email="vera.zaitseva@example.com")
     assert set(
         Consent.objects.filter(client=subscriber).values_list("kind", flat=True)

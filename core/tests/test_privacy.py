@@ -3,6 +3,7 @@ or erases what is theirs; each change a consent or a suppression is
 recorded as one; an erased address never comes back by an import."""
 
 import json
+import re
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -12,7 +13,7 @@ from django.utils import translation
 from core.models import Attempt, Client, Consent, Field, Suppression, Tag
 from core.models.suppressions import email_digest
 from core.services.dispatch import dispatch_tick
-from core.services.privacy import preferences_url
+from core.services.privacy import preferences_client, preferences_url
 from core.services.recipients import clients_import
 
 from .factories import ClientFactory, MessageFactory, UserFactory, due_mailing
@@ -54,7 +55,8 @@ def test_every_message_carries_the_recipients_own_link(owner, ann, smtp_server):
     dispatch_tick()
     ((_to, email),) = smtp_server.messages
     body = email.get_body(("plain",)).get_content()
-    assert preferences_url(client_id=ann.pk) in body
+    token = re.search(r"/preferences/([^/\s]+)/", body).group(1)
+    assert preferences_client(token=token) == ann
 
 
 def test_a_recipient_changes_name_editable_fields_and_topics_only(client, ann):

@@ -17,10 +17,10 @@
           choice.hidden = allowed !== null && allowed.indexOf(choice.value) < 0;
         });
         if (allowed && allowed.indexOf(op.value) < 0) { op.value = allowed[0]; }
+        // style.display, not `hidden`: the admin's styles show every select.
         var event = kind === "event";
-        row.querySelector(".segment-value").hidden = event;
-        row.querySelector(".segment-mailing").hidden = !event;
-        row.querySelector(".segment-days").hidden = !event;
+        row.querySelector(".segment-value").style.display = event ? "none" : "";
+        row.querySelector(".segment-activity").style.display = event ? "" : "none";
         var value = row.querySelector(".segment-value");
         if (kind === "tag") {
           value.setAttribute("list", "segment-tags");
