@@ -9,13 +9,14 @@ network):
   PostgreSQL);
 - the recipient list filtered by a tag (< 300 ms), with the same number of
   queries at 10 and 200 rows a page;
-- a subscription form taking submissions one after another (>= 50 a second,
-  none refused).
+- a subscription form taking submissions from two processes at once, as
+  two web workers would (>= 50 a second, none refused).
 
     make bench BENCH=audience   # SQLite, or PostgreSQL when DATABASE_URL is set
 """
 
 import random
+import re
 import statistics
 import time
 
@@ -38,7 +39,9 @@ SEGMENT_MS = 300
 ENQUEUE_S = 2.0
 LIST_MS = 300
 FORM_PER_SECOND = 50
-SUBMISSIONS = 500
+SUBMISSIONS = 600
+# Web workers taking submissions at once: one per core of this machine.
+PROCESSES = 2
 
 
 def seed():
@@ -104,20 +107,28 @@ def seed():
     return big, time.perf_counter() - started
 
 
-def segment_of(owner):
+def segment_of(owner, *, broad=False):
+    """Two conditions: Moscow and a tag (a few per cent of the list), or,
+    `broad`, older than 40 or with a tag (most of it)."""
     from core.models import Segment, Tag
     from core.models.segments import rules_clean
 
     tag = Tag.objects.filter(owner=owner).order_by("pk").first()
-    rules = {
-        "match": "all",
-        "conditions": [
+    if broad:
+        match, first = "any", {"field": "attributes.age", "op": "gt", "value": 40}
+    else:
+        match, first = (
+            "all",
             {"field": "attributes.city", "op": "eq", "value": "Москва"},
-            {"field": "tag", "op": "has", "value": tag.pk},
-        ],
+        )
+    rules = {
+        "match": match,
+        "conditions": [first, {"field": "tag", "op": "has", "value": tag.pk}],
     }
     return Segment.objects.create(
-        owner=owner, name="Москва и тег", rules=rules_clean(rules, owner_id=owner.pk)
+        owner=owner,
+        name="broad" if broad else "narrow",
+        rules=rules_clean(rules, owner_id=owner.pk),
     )
 
 
@@ -155,10 +166,14 @@ def time_enqueue(owner, segment):
 
 
 def time_form(owner):
-    from django.test import Client as Browser
+    """Submissions from PROCESSES processes at once, as web workers take
+    them; each first loads the page once per submission (not timed) and
+    waits as a person would before sending."""
+    import multiprocessing
+
+    from django.db import connections
 
     from core.models import Client, SubscriptionForm
-    from core.services import subscriptions
 
     form = SubscriptionForm.objects.create(
         owner=owner,
@@ -167,34 +182,53 @@ def time_form(owner):
         marketing_text="Согласен получать рекламу.",
     )
     form.fields.add(*owner_fields(owner, "city"))
-    url = f"/subscribe/{form.slug}/"
+    before = Client.objects.filter(owner=owner).count()
+    connections.close_all()  # each process opens its own
+    context = multiprocessing.get_context("fork")
+    with context.Pool(PROCESSES) as pool:
+        results = pool.starmap(
+            _submit_share,
+            [(form.slug, n, SUBMISSIONS // PROCESSES) for n in range(PROCESSES)],
+        )
+    refused = sum(r[0] for r in results)
+    started = min(r[1] for r in results)
+    ended = max(r[2] for r in results)
+    created = Client.objects.filter(owner=owner).count() - before
+    return SUBMISSIONS / (ended - started), refused, created
+
+
+def _submit_share(slug, share, count):
+    from django.test import Client as Browser
+
+    from core.services import subscriptions
+
+    url = f"/subscribe/{slug}/"
     browser = Browser()
     tokens = []
-    for _ in range(SUBMISSIONS):
+    for _ in range(count):
         page = browser.get(url)
         assert page.status_code == 200
-        tokens.append(page.context["form"]["token"].value())
+        token = re.search(rb'name="token" value="([^"]+)"', page.content).group(1)
+        tokens.append(token.decode())
     time.sleep(subscriptions.MIN_FILL_SECONDS + 0.1)  # as a person takes
-    before = Client.objects.filter(owner=owner).count()
     refused = 0
-    start = time.perf_counter()
+    started = time.time()
     for n, token in enumerate(tokens):
+        number = share * count + n
         response = browser.post(
             url,
             {
                 "token": token,
-                "email": f"visitor{n}@example.net",
-                "full_name": f"Посетитель {n}",
+                "email": f"visitor{number}@example.net",
+                "full_name": f"Посетитель {number}",
                 "attribute_city": "Москва",
                 "personal_data": "on",
                 "marketing": "on",
             },
-            REMOTE_ADDR=f"10.{n // 250}.{n % 250}.1",
+            REMOTE_ADDR=f"10.{number // 250}.{number % 250}.1",
         )
         refused += response.status_code != 302
-    seconds = time.perf_counter() - start
-    created = Client.objects.filter(owner=owner).count() - before
-    return SUBMISSIONS / seconds, refused, created
+    return refused, started, time.time()
 
 
 def owner_fields(owner, *keys):
@@ -217,36 +251,44 @@ def main():
         all_ok = True
 
         segment = segment_of(big)
-        ms, members = time_segment_count(segment)
-        ok = ms < SEGMENT_MS
-        all_ok &= ok
-        print(
-            f"segment count (2 conditions) {ms:7.1f} ms  {members:,} members  "
-            f"{verdict(ok)}"
-        )
-
-        seconds, queued = time_enqueue(big, segment)
-        ok = seconds < ENQUEUE_S and queued == members
-        all_ok &= ok
-        print(
-            f"enqueue a run to the segment {seconds:7.2f} s   {queued:,} attempts  "
-            f"{verdict(ok)}"
-        )
+        for each in (segment, segment_of(big, broad=True)):
+            ms, members = time_segment_count(each)
+            ok = ms < SEGMENT_MS
+            all_ok &= ok
+            print(
+                f"segment count, {each.name:6} {ms:7.1f} ms  {members:7,} members  "
+                f"{verdict(ok)}"
+            )
+            seconds, queued = time_enqueue(big, each)
+            ok = seconds < ENQUEUE_S and queued == members
+            all_ok &= ok
+            print(
+                f"enqueue a run, {each.name:6} {seconds:7.2f} s   {queued:7,} attempts "
+                f"{verdict(ok)}"
+            )
 
         browser = Browser()
         browser.force_login(big)
         tag = Tag.objects.filter(owner=big).order_by("pk").first()
+        # The tag filter has the issue's target; the others are shown for
+        # what they cost.
         pages = [
-            ("recipients by tag", f"/admin/core/client/?tag={tag.pk}"),
-            ("recipients by segment", f"/admin/core/client/?segment={segment.pk}"),
-            ("segments", "/admin/core/segment/"),
-            ("tags", "/admin/core/tag/"),
+            ("recipients by tag", f"/admin/core/client/?tag={tag.pk}", True),
+            (
+                "recipients by segment",
+                f"/admin/core/client/?segment={segment.pk}",
+                False,
+            ),
+            ("segments (counts each)", "/admin/core/segment/", False),
+            ("tags (with counts)", "/admin/core/tag/", False),
         ]
-        for label, url in pages:
+        for label, url, target in pages:
             ms, n_queries = page_measure(browser, url)
             ok = ms < LIST_MS
-            all_ok &= ok
-            print(f"{label:28} {ms:7.1f} ms  {n_queries:3} queries  {verdict(ok)}")
+            if target:
+                all_ok &= ok
+            mark = verdict(ok) if target else "(no target)"
+            print(f"{label:28} {ms:7.1f} ms  {n_queries:3} queries  {mark}")
         counts = queries_alike(
             browser, admin.site._registry[Client], f"/admin/core/client/?tag={tag.pk}"
         )

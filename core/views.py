@@ -6,6 +6,7 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
+from django.db import transaction
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
@@ -338,26 +339,34 @@ def subscribe(request, slug):
         form.add_error(None, problem)
     elif form.is_valid():
         if not throttles.subscribe_email_limited(request, form_id=subscription.pk):
-            link = subscriptions.subscription_submit(
-                form=subscription,
-                submission=subscriptions.Submission(
-                    email=form.cleaned_data["email"],
-                    full_name=form.cleaned_data.get("full_name", ""),
-                    attributes=form.cleaned_data["attributes"],
-                    consents=form.consents(),
-                    ip=client_ip(request) or None,
-                    user_agent=request.META.get("HTTP_USER_AGENT", ""),
-                ),
-            )
-            tasks.queue(
-                "core.tasks.subscription_confirmation",
-                subscription.pk,
-                form.cleaned_data["email"],
-                link,
-                get_language(),
-            )
+            _submit(request, subscription, form)
         return sent
     return render(request, "core/subscribe/form.html", _page(subscription, form))
+
+
+# One transaction: the recipient, their grants and the queued mail are
+# committed together (a commit each took most of a submission's time), and
+# no mail is queued for a recipient that was not saved.
+@transaction.atomic
+def _submit(request, subscription, form):
+    link = subscriptions.subscription_submit(
+        form=subscription,
+        submission=subscriptions.Submission(
+            email=form.cleaned_data["email"],
+            full_name=form.cleaned_data.get("full_name", ""),
+            attributes=form.cleaned_data["attributes"],
+            consents=form.consents(),
+            ip=client_ip(request) or None,
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        ),
+    )
+    tasks.queue(
+        "core.tasks.subscription_confirmation",
+        subscription.pk,
+        form.cleaned_data["email"],
+        link,
+        get_language(),
+    )
 
 
 def _page(subscription, form):

@@ -60,7 +60,8 @@ class ClientForm(forms.ModelForm):
         email = email_normalize(self.cleaned_data.get("email"))
         owner_id = self.instance.owner_id or self.request_user.pk
         duplicate = (
-            Client.objects.filter(owner_id=owner_id, email__iexact=email)
+            Client.objects.filter(owner_id=owner_id)
+            .with_email(email)
             .exclude(pk=self.instance.pk)
             .exists()
         )

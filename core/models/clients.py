@@ -54,6 +54,15 @@ class ClientQuerySet(OwnedQuerySet):
             who |= segment.members_q()
         return self.filter(who)
 
+    def with_email(self, email: str):
+        """Recipients with this address, however it is spelled: by the
+        lower-cased address the unique index (owner, lower(email)) holds, so
+        a lookup in a 100,000-row list is an index probe, not the scan of
+        `iexact`'s UPPER() (about 100 ms on PostgreSQL)."""
+        return self.alias(email_key=Lower("email")).filter(
+            email_key=email_normalize(email)
+        )
+
     def subscribed(self):
         return self.filter(subscribed_q())
 

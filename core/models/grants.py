@@ -71,15 +71,18 @@ def permissions_grant_owner(*, objs, chunk_size: int | None = None) -> int:
     offered = 0
     for model, pks in by_model.items():
         grant_table = get_user_obj_perms_model(model)._meta.db_table
-        perm_ids = [perm.pk for perm in owner_permissions(model)]
+        # The permissions by content type (cached by Django) and codename, in
+        # the statement itself: a query fewer for every row a form saves.
+        ctype = ContentType.objects.get_for_model(model)
+        codenames = [f"{action}_{model._meta.model_name}" for action in OWNER_ACTIONS]
+        named = ", ".join(["%s"] * len(codenames))
         for start in range(0, len(pks), chunk_size):
             chunk = pks[start : start + chunk_size]
             if postgres:
-                rows, perms, params = "= ANY(%s)", "= ANY(%s)", [chunk, perm_ids]
+                rows, params = "= ANY(%s)", [chunk]
             else:
                 rows = "IN (" + ", ".join(["%s"] * len(chunk)) + ")"
-                perms = "IN (" + ", ".join(["%s"] * len(perm_ids)) + ")"
-                params = [*chunk, *perm_ids]
+                params = [*chunk]
             with connection.cursor() as cursor:
                 cursor.execute(
                     f"INSERT INTO {grant_table} "
@@ -87,9 +90,10 @@ def permissions_grant_owner(*, objs, chunk_size: int | None = None) -> int:
                     f"SELECT p.id, o.{owner_column(model)}, o.id "
                     f"FROM {model._meta.db_table} o, "
                     f"{Permission._meta.db_table} p "
-                    f"WHERE o.id {rows} AND p.id {perms} "
+                    f"WHERE o.id {rows} AND p.content_type_id = %s "
+                    f"AND p.codename IN ({named}) "
                     "ON CONFLICT DO NOTHING",
-                    params,
+                    [*params, ctype.pk, *codenames],
                 )
-            offered += len(chunk) * len(perm_ids)
+            offered += len(chunk) * len(codenames)
     return offered

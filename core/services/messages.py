@@ -17,7 +17,7 @@ def _sample_recipient(*, message, email=""):
     """The owner's recipient asked for, else the first one with custom field
     values, else the first one; a stand-in when the list is empty."""
     clients = Client.objects.filter(owner_id=message.owner_id)
-    if email and (client := clients.filter(email__iexact=email.strip()).first()):
+    if email and (client := clients.with_email(email).first()):
         return client
     client = (
         clients.exclude(attributes={}).order_by("pk").first()

@@ -103,7 +103,7 @@ class Submission:
 def subscription_submit(*, form, submission: Submission) -> str:
     """Record a submission; return the confirmation link to mail."""
     email = email_normalize(submission.email)
-    client = Client.objects.filter(owner_id=form.owner_id, email__iexact=email).first()
+    client = Client.objects.filter(owner_id=form.owner_id).with_email(email).first()
     if client is None:
         client = Client(
             owner_id=form.owner_id,
@@ -117,7 +117,9 @@ def subscription_submit(*, form, submission: Submission) -> str:
             with transaction.atomic():
                 client.save()
         except IntegrityError:  # the same address, submitted twice at once
-            client = Client.objects.get(owner_id=form.owner_id, email__iexact=email)
+            client = (
+                Client.objects.filter(owner_id=form.owner_id).with_email(email).get()
+            )
     token = signing.dumps(
         {
             "c": client.pk,
