@@ -4,6 +4,8 @@ The context holds plain strings only, so a message can reach nothing of the
 database but what is handed to it; each part rendered is capped in size.
 """
 
+import functools
+
 from django.conf import settings
 from django.template import Context
 from django.utils import translation
@@ -25,6 +27,17 @@ class Attributes(dict):
 
     def __missing__(self, key):
         return ""
+
+
+def message_mentions(message, name: str) -> bool:
+    """Whether any part of `message` names the variable `name`: a link that
+    costs a signature per recipient is made only for messages that use it."""
+    return _mention(name, message.subject, message.body, message.html_body or "")
+
+
+@functools.lru_cache(maxsize=256)
+def _mention(name: str, *sources: str) -> bool:
+    return any(name in source for source in sources)
 
 
 def message_context(
