@@ -338,7 +338,11 @@ def subscribe(request, slug):
         form.is_valid()
         form.add_error(None, problem)
     elif form.is_valid():
-        if not throttles.subscribe_email_limited(request, form_id=subscription.pk):
+        limited = throttles.subscribe_email_limited(request, form_id=subscription.pk)
+        refused_mail = subscriptions.mail_refused(
+            form=subscription, email=form.cleaned_data["email"]
+        )
+        if not (limited or refused_mail):
             _submit(request, subscription, form)
         return sent
     return render(request, "core/subscribe/form.html", _page(subscription, form))
@@ -392,7 +396,12 @@ def subscribe_confirm(request, token):
     if request.method != "POST":
         outcome = "already" if pending.done else "confirm"
         return render(request, template, {**context, "outcome": outcome})
-    if not subscriptions.subscription_confirm(pending=pending):
+    confirmed = subscriptions.subscription_confirm(
+        pending=pending,
+        ip=client_ip(request) or None,
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+    )
+    if not confirmed:
         return render(request, template, {**context, "outcome": "already"})
     if pending.form.welcome_message_id:
         tasks.queue(

@@ -54,7 +54,8 @@ class Tag(OwnedModel):
 # A recipient's custom field values (DESIGN.md, Client.attributes) are kept
 # as JSON: text and choice as strings, numbers as numbers, dates as ISO
 # strings (so they compare in order on every database), booleans as booleans.
-FIELD_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,49}$"
+# Words joined by single underscores: never a lookup path ("a__b").
+FIELD_KEY_PATTERN = r"^(?=.{1,50}$)[a-z][a-z0-9]*(?:_[a-z0-9]+)*$"
 TEXT_MAX_LENGTH = 1000
 CHOICES_MAX = 100
 CHOICE_MAX_LENGTH = 100

@@ -168,10 +168,14 @@ class Client(OwnedModel):
         bulk)."""
         fields = kwargs.get("update_fields")
         touched = fields is None or {"email", "unsubscribed_at"} & set(fields)
+        derived = False
         if touched and self.unsubscribed_at is None:
             self.unsubscribed_at = self.suppressed_since()
+            # Suppressed already (an erasure keeps only a digest: no plain
+            # address is written next to it).
+            derived = self.unsubscribed_at is not None
         super().save(*args, **kwargs)
-        if touched and self.unsubscribed_at is not None:
+        if touched and self.unsubscribed_at is not None and not derived:
             self.suppress()
 
     def clean(self):

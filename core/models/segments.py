@@ -250,30 +250,37 @@ def _condition_q(condition, *, known, now) -> Q:
             attempts = attempts.filter(run__mailing_id=value["mailing"])
         has = Q(Exists(attempts))
         return has if op == Op.HAS else ~has
+    text = kind in ("text", "choice")
+    if op == Op.IN:
+        # Text compares regardless of case, as recipients type it.
+        lookup = Q()
+        for item in value:
+            lookup |= _compare(name, "iexact" if text else "exact", item)
+        return lookup
+    if op == Op.CONTAINS:
+        return _compare(name, "icontains", value)
+    if op in (Op.GT, Op.LT):
+        return _compare(name, op, value)
+    equal = _compare(name, "iexact" if text else "exact", value)
+    if op == Op.EQ:
+        return equal
+    # "is not": recipients without a value are not equal to it either.
+    if name.startswith(ATTRIBUTE):
+        return ~equal | _compare(name, "isnull", True)
+    return ~equal
+
+
+def _compare(name: str, lookup: str, value) -> Q:
+    """One comparison, its lookup always named: "attributes__isnull__exact"
+    reads a custom field keyed "isnull" (keys hold no "__"), where
+    "attributes__isnull" would ask whether there are attributes at all."""
     if name == "created_at":
         column = "created_at__date"
     elif name.startswith(ATTRIBUTE):
         column = "attributes__" + name[len(ATTRIBUTE) :]
     else:
         column = name
-    text = kind in ("text", "choice")
-    if op == Op.IN:
-        # Text compares regardless of case, as recipients type it.
-        lookup = Q()
-        for item in value:
-            lookup |= Q(**{f"{column}__iexact" if text else column: item})
-        return lookup
-    if op == Op.CONTAINS:
-        return Q(**{f"{column}__icontains": value})
-    if op in (Op.GT, Op.LT):
-        return Q(**{f"{column}__{op}": value})
-    equal = Q(**{f"{column}__iexact" if text else column: value})
-    if op == Op.EQ:
-        return equal
-    # "is not": recipients without a value are not equal to it either.
-    if name.startswith(ATTRIBUTE):
-        return ~equal | Q(**{f"{column}__isnull": True})
-    return ~equal
+    return Q(**{f"{column}__{lookup}": value})
 
 
 class SegmentQuerySet(OwnedQuerySet):

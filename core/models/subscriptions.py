@@ -16,6 +16,8 @@ from .base import OwnedModel
 from .mailings import Message
 
 TEXT_MAX_LENGTH = 5000
+# Addresses the site's own pages or consent sources use.
+RESERVED_SLUGS = frozenset({"confirm", "sent", "import", "admin", "preferences"})
 
 
 class SubscriptionForm(OwnedModel):
@@ -124,6 +126,8 @@ class SubscriptionForm(OwnedModel):
 
     def clean(self):
         super().clean()
+        if self.slug in RESERVED_SLUGS:
+            raise ValidationError({"slug": _("This address is taken. Choose another.")})
         if self.ask_marketing and not (self.marketing_text or "").strip():
             raise ValidationError(
                 {
@@ -137,6 +141,9 @@ class SubscriptionForm(OwnedModel):
     def _free_slug(self) -> str:
         base = slugify(self.title)[:40] or "form"
         slug = base
-        while SubscriptionForm.objects.filter(slug=slug).exists():
+        while (
+            slug in RESERVED_SLUGS
+            or SubscriptionForm.objects.filter(slug=slug).exists()
+        ):
             slug = f"{base}-{secrets.token_hex(3)}"
         return slug

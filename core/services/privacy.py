@@ -18,6 +18,7 @@ from django.utils import timezone
 from core.links import absolute_url
 from core.models import Attempt, Client, Consent, Field, Suppression, Tag
 from core.models.suppressions import email_digest
+from core.models.users import email_normalize
 
 PREFERENCES_SALT = "core.preferences"
 PLACEHOLDER = "TOKEN"
@@ -170,19 +171,28 @@ def _time(moment):
 
 def clients_erase(*, clients) -> int:
     """Delete these recipients and every trace of their address but its
-    sha256: a suppression of each owner's, and the address in the reports
-    replaced by it. Returns how many were erased."""
-    rows = list(clients.values_list("pk", "owner_id", "email"))
+    sha256: each owner's suppressions of it become the digest, and the
+    address in the reports is replaced by it. Returns how many were erased."""
     with transaction.atomic():
-        for owner_id in {owner_id for _pk, owner_id, _email in rows}:
+        rows = list(
+            Client.objects.filter(pk__in=clients.values("pk"))
+            .select_for_update()
+            .values_list("pk", "owner_id", "email")
+        )
+        for _pk, owner_id, email in rows:
+            plain = Suppression.objects.filter(
+                owner_id=owner_id, email=email_normalize(email)
+            )
+            # Unsubscribed, bounced, complained: still so, as the digest.
+            was = sorted(set(plain.values_list("reason", flat=True)))
             Suppression.objects.record(
                 owner_id=owner_id,
-                emails=[email for _pk, owner, email in rows if owner == owner_id],
+                emails=[email],
                 reason=Suppression.Reason.ERASED,
-                detail="erased",
+                detail="erased" + (f"; was {', '.join(was)}" if was else ""),
             )
-        for pk, _owner, email in rows:
-            Attempt.objects.filter(client_id=pk).update(
+            plain.delete()
+            Attempt.objects.filter(owner_id=owner_id, email__iexact=email).update(
                 email=f"erased-{email_digest(email)[:40]}@invalid"
             )
         Client.objects.filter(pk__in=[pk for pk, _owner, _email in rows]).delete()

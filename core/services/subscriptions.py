@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 
 from core.links import absolute_url
 from core.models import Client, Consent, Mailing, SubscriptionForm, Suppression
+from core.models.consents import text_version
 from core.models.suppressions import suppression_keys
 from core.models.users import email_normalize
 
@@ -120,6 +121,8 @@ def subscription_submit(*, form, submission: Submission) -> str:
             client = (
                 Client.objects.filter(owner_id=form.owner_id).with_email(email).get()
             )
+    elif client.confirmed_at is None:
+        client.save(update_fields=["updated_at"])  # pending: its link renews
     token = signing.dumps(
         {
             "c": client.pk,
@@ -128,11 +131,32 @@ def subscription_submit(*, form, submission: Submission) -> str:
             "t": time.time(),
             "ip": submission.ip,
             "ua": submission.user_agent[:200],
+            # The words shown: a form edited since cannot be confirmed with
+            # words the visitor never saw.
+            "v": form_texts_version(form),
         },
         salt=CONFIRM_SALT,
         compress=True,
     )
     return absolute_url(reverse("subscribe_confirm", kwargs={"token": token}))
+
+
+def mail_refused(*, form, email: str) -> bool:
+    """Whether no confirmation may be mailed to `email`: it bounced, complained
+    or was blocked, here or service-wide (an unsubscribe or an erasure may
+    still come back by its own confirmation)."""
+    return (
+        Suppression.objects.applying_to(owner_id=form.owner_id)
+        .filter(email__in=suppression_keys(email))
+        .exclude(
+            reason__in=[Suppression.Reason.UNSUBSCRIBED, Suppression.Reason.ERASED]
+        )
+        .exists()
+    )
+
+
+def form_texts_version(form) -> str:
+    return text_version(form.personal_data_text + "\x00" + form.marketing_text)[:16]
 
 
 def subscription_mail_confirmation(
@@ -206,6 +230,8 @@ def subscription_pending(*, token: str) -> Pending:
     # A recipient since deleted, or a form of another owner: nothing to do.
     if client is None or form is None or form.owner_id != client.owner_id:
         raise LinkProblem("invalid")
+    if value.get("v") != form_texts_version(form):
+        raise LinkProblem("changed")
     kinds = [kind for kind in value.get("k") or [] if kind in Consent.Kind.values]
     return Pending(
         client=client,
@@ -217,8 +243,10 @@ def subscription_pending(*, token: str) -> Pending:
     )
 
 
-def subscription_confirm(*, pending: Pending) -> bool:
-    """Confirm; False if this link confirmed already (nothing is done twice)."""
+def subscription_confirm(*, pending: Pending, ip=None, user_agent: str = "") -> bool:
+    """Confirm; False if this link confirmed already (nothing is done twice).
+    The consents are given now, by whoever presses the button: their IP and
+    browser are recorded (the form's were the submission's)."""
     form = pending.form
     with transaction.atomic():
         client = Client.objects.select_for_update().get(pk=pending.client.pk)
@@ -240,8 +268,8 @@ def subscription_confirm(*, pending: Pending) -> bool:
                 kind=kind,
                 text=texts[kind],
                 source=form.slug,
-                ip=pending.ip,
-                user_agent=pending.user_agent,
+                ip=ip or pending.ip,
+                user_agent=user_agent or pending.user_agent,
             )
         if lifted:
             logger.info(
@@ -310,11 +338,13 @@ def subscription_welcome(*, form_id: int, client_id: int) -> str:
 def subscriptions_purge_pending() -> int:
     """Subscribers who never confirmed lapse after PENDING_DAYS."""
     cutoff = timezone.now() - timedelta(days=PENDING_DAYS)
+    # By the last submission (each one renews the link), in one statement:
+    # whoever confirms meanwhile is not deleted.
     lapsed = Client.objects.filter(
         confirmed_at__isnull=True,
         source=Client.Source.FORM,
-        created_at__lt=cutoff,
+        updated_at__lt=cutoff,
     )
-    ids = list(lapsed.values_list("pk", flat=True))
-    Client.objects.filter(pk__in=ids).delete()
-    return len(ids)
+    count = lapsed.count()
+    lapsed.delete()
+    return count

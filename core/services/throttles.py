@@ -18,6 +18,8 @@ MAIL_RATE_PER_EMAIL = "3/h"
 # e-mail, a few confirmation mails an hour, so nobody is flooded with them.
 SUBSCRIBE_RATE_PER_IP = "60/h"
 SUBSCRIBE_RATE_PER_EMAIL = "3/h"
+# ...and from all forms together, so many forms cannot flood one mailbox.
+SUBSCRIBE_RATE_PER_EMAIL_ALL_FORMS = "6/h"
 # Wrong current passwords (profile, the admin's password page) per account.
 PASSWORD_CHECKS = "5/15m"
 
@@ -72,11 +74,19 @@ def subscribe_ip_limited(request) -> bool:
 
 
 def subscribe_email_limited(request, *, form_id: int) -> bool:
-    """Whether this form mailed the submitted address too often. The visitor
-    is not told: the page says the same either way."""
-    return _over(
+    """Whether this form, or all forms together, mailed the submitted
+    address too often. The visitor is not told: the page says the same
+    either way."""
+    this_form = _over(
         request,
         group=f"subscribe-email-{form_id}",
         key=submitted_email,
         rate=SUBSCRIBE_RATE_PER_EMAIL,
     )
+    every_form = _over(
+        request,
+        group="subscribe-email",
+        key=submitted_email,
+        rate=SUBSCRIBE_RATE_PER_EMAIL_ALL_FORMS,
+    )
+    return this_form or every_form

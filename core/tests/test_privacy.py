@@ -200,3 +200,28 @@ def test_managers_cannot_erase_or_export_anyones_data(client, ann, manager):
         {"_selected_action": [ann.pk], "action": "erase_selected", "apply": "1"},
     )
     assert Client.objects.filter(pk=ann.pk).exists()
+
+
+def test_an_erasure_leaves_no_plain_address_anywhere(client, owner, ann):
+    from django.contrib.admin.models import LogEntry
+
+    client.post(url_of(ann), {"action": "unsubscribe"})  # a plain suppression
+    bob = ClientFactory(owner=owner, email="bob@example.com")
+    due_mailing(owner, [bob])
+    dispatch_tick()
+    bob.delete()  # the attempt keeps the address, its recipient gone
+    client.force_login(owner)
+    again = ClientFactory(owner=owner, email="bob@example.com")
+    changelist = reverse("admin:core_client_changelist")
+    picked = {"_selected_action": [ann.pk, again.pk], "action": "erase_selected"}
+    client.post(changelist, {**picked, "apply": "1"})
+    for address in ("ann@example.com", "bob@example.com"):
+        assert not Suppression.objects.filter(email=address).exists()
+        assert not Attempt.objects.filter(email=address).exists()
+        assert not LogEntry.objects.filter(object_repr__icontains=address).exists()
+    digest = Suppression.objects.get(email=email_digest("ann@example.com"))
+    assert "unsubscribed" in digest.detail
+    # Adding the address again marks it unsubscribed and writes no plain row.
+    back = ClientFactory(owner=owner, email="ann@example.com")
+    assert back.unsubscribed_at is not None
+    assert not Suppression.objects.filter(email="ann@example.com").exists()

@@ -296,3 +296,23 @@ def test_the_fast_export_writes_what_the_librarys_export_writes(owner, fields):
     library = ClientResource(fields_of=owner).export(queryset)
     assert ours[0] == list(library.headers)
     assert ours[1:] == [list(row) for row in library]
+
+
+def test_no_consent_is_recorded_for_an_address_that_said_no(owner):
+    from core.models import Suppression
+
+    Suppression.objects.record(
+        owner_id=owner.pk, emails=["gone@example.com"], reason="unsubscribed"
+    )
+    data = csv_bytes(
+        ["email", "unsubscribed"], ["gone@example.com", ""], ["no@example.com", "yes"]
+    )
+    clients_import(owner=owner, data=data, consent=CONSENT)
+    assert Client.objects.count() == 2
+    assert not Consent.objects.exists()
+
+
+def test_a_google_label_with_a_comma_is_refused_with_its_row(owner):
+    data = csv_bytes(["email", "Labels"], ["a@example.com", "VIP ::: Москва, центр"])
+    assert "holds a comma" in problems(data, owner)
+    assert not Tag.objects.exists()

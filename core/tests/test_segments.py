@@ -446,3 +446,19 @@ def test_managers_read_segments_and_cannot_edit_them(client, owner, shop, manage
     assert 'name="rules-0-field"' not in text
     assert "City" in text and "Moscow" in text
     assert client.post(reverse("admin:core_segment_count"), {}).status_code == 403
+
+
+@pytest.mark.parametrize("key", ["isnull", "in", "contains", "gt", "exact"])
+def test_a_field_key_that_names_a_lookup_is_still_a_key(owner, key):
+    Field.objects.create(owner=owner, key=key, label=f"F {key}", kind="boolean")
+    ClientFactory(owner=owner, email="yes@example.org", attributes={key: True})
+    ClientFactory(owner=owner, email="no@example.org", attributes={key: False})
+    ClientFactory(owner=owner, email="none@example.org", attributes={})
+    assert members(owner, cond(f"attributes.{key}", "eq", "yes")) == ["yes"]
+    assert members(owner, cond(f"attributes.{key}", "ne", "yes")) == ["no", "none"]
+
+
+def test_a_key_cannot_hold_a_lookup_path(owner):
+    for key in ("score__gt", "a__b", "trailing_", "_x"):
+        with pytest.raises(ValidationError):
+            Field(owner=owner, key=key, label=key).full_clean()

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.core import mail
+from django.core.exceptions import ValidationError
 from django.test import Client as Browser
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -115,7 +116,7 @@ def test_a_visitor_subscribes_and_is_confirmed_only_by_pressing_the_button(
     assert proof.text == "I agree to the processing of my data."
     assert proof.version == subscriptions_version(proof.text)
     assert (proof.source, proof.action) == (shop.slug, "given")
-    assert proof.ip == "127.0.0.1"  # where the form was sent from, not confirmed
+    assert proof.ip == "192.0.2.7"  # who pressed the button gave the consent
     assert proof.user_agent == "Firefox"
 
 
@@ -277,10 +278,8 @@ def test_a_complaint_is_not_lifted_by_subscribing_again(client, owner, shop):
         owner_id=None, emails=["ann@example.com"], reason="complaint"
     )
     post(client, shop)
-    client.post(confirm_path(link_in(mail.outbox[0])))
-    ann = Client.objects.get()
-    assert ann.confirmed_at is not None
-    assert not Client.objects.subscribed().filter(pk=ann.pk).exists()
+    # No confirmation goes to an address that complained: nothing to lift.
+    assert not mail.outbox
     assert Suppression.objects.filter(reason="complaint").exists()
 
 
@@ -403,3 +402,67 @@ def test_an_owner_builds_a_form_of_their_own_fields_and_tags(client, owner, shop
     change = client.get(reverse("admin:core_subscriptionform_change", args=[made.pk]))
     text = change.content.decode()
     assert 'id="embed-code"' in text and "/subscribe/autumn-sale/" in text
+
+
+def test_a_link_cannot_confirm_texts_the_visitor_never_saw(client, shop):
+    post(client, shop)
+    shop.personal_data_text = "New words nobody agreed to."
+    shop.save()
+    response = client.post(confirm_path(link_in(mail.outbox[0])))
+    assert response.status_code == 400
+    assert "consent texts have changed" in response.content.decode()
+    assert Client.objects.get().confirmed_at is None
+    assert not Consent.objects.exists()
+
+
+def test_no_confirmation_goes_to_an_address_that_bounced_or_complained(
+    client, owner, shop
+):
+    Suppression.objects.record(
+        owner_id=None, emails=["ann@example.com"], reason="complaint"
+    )
+    assert post(client, shop).status_code == 302  # the page says the same
+    assert not mail.outbox and not Client.objects.exists()
+
+
+def test_many_forms_together_cannot_flood_one_mailbox(client, owner, shop):
+    forms = [
+        SubscriptionForm.objects.create(
+            owner=owner, title=f"Form {n}", personal_data_text="ok", ask_marketing=False
+        )
+        for n in range(4)
+    ]
+    for form in forms:
+        for _ in range(3):
+            post(client, form, attribute_city="")
+    assert len(mail.outbox) == 6  # SUBSCRIBE_RATE_PER_EMAIL_ALL_FORMS
+
+
+def test_a_form_cannot_take_an_address_the_site_uses(client, owner):
+    form = SubscriptionForm(
+        owner=owner,
+        title="x",
+        slug="confirm",
+        personal_data_text="ok",
+        ask_marketing=False,
+    )
+    with pytest.raises(ValidationError):
+        form.full_clean()
+    made = SubscriptionForm.objects.create(
+        owner=owner, title="Confirm", personal_data_text="ok", ask_marketing=False
+    )
+    assert made.slug != "confirm"
+
+
+def test_a_pending_subscriber_who_submits_again_keeps_their_link_alive(
+    client, owner, shop
+):
+    start = timezone.now()
+    with time_machine.travel(start):
+        post(client, shop)
+    with time_machine.travel(start + timedelta(days=6)):
+        post(client, shop)
+    with time_machine.travel(start + timedelta(days=8)):
+        assert subscriptions.subscriptions_purge_pending() == 0
+        client.post(confirm_path(link_in(mail.outbox[1])))
+    assert Client.objects.get().confirmed_at is not None

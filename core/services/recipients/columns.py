@@ -308,6 +308,11 @@ class TagsWidget(widgets.Widget):
             name = " ".join(part.strip().strip('"').split())
             if not name or name.startswith(SYSTEM_LABEL_PREFIX):
                 continue
+            if "," in name:
+                raise ValueError(
+                    _("the tag “%(tag)s” holds a comma, which tag names cannot.")
+                    % {"tag": name[:30]}
+                )
             if len(name) > self.max_length:
                 raise ValueError(
                     _("the tag “%(tag)s…” is longer than %(max)d characters.")

@@ -488,7 +488,13 @@ class ClientResource(resources.ModelResource):
     def _record_consent(self, written):
         """The owner vouched for everyone the file adds: each gets both
         consents, in the owner's words, from where the owner confirmed."""
-        ids = [recipient.pk for recipient in written if recipient.pk is not None]
+        # Not for an address imported as unsubscribed or suppressed: the
+        # person said no, whatever the file says.
+        ids = [
+            recipient.pk
+            for recipient in written
+            if recipient.pk is not None and recipient.unsubscribed_at is None
+        ]
         for kind in Consent.Kind.values:
             Consent.objects.record(
                 owner_id=self.owner.pk,
