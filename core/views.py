@@ -318,14 +318,17 @@ def subscribe(request, slug):
     if request.method != "POST":
         form = SubscribeForm(subscription=subscription, initial={"token": fresh})
         return render(request, "core/subscribe/form.html", _page(subscription, form))
-    # Values are checked whole, but never echoed back longer than this.
+    # Cut before anything reads them, still longer than any field allows:
+    # an overlong value is refused as such, and never echoed back whole.
     posted = {key: value[:SUBMITTED_MAX] for key, value in request.POST.items()}
     form = SubscribeForm(posted, subscription=subscription)
     sent = redirect("subscribe_sent", slug=subscription.slug)
     if form.is_bot:
         return sent  # said as to a person; nothing is kept or mailed
     if throttles.subscribe_ip_limited(request):
-        form = refused(SubscribeForm(subscription=subscription))
+        form = refused(
+            SubscribeForm(subscription=subscription, initial={"token": fresh})
+        )
         return render(
             request, "core/subscribe/form.html", _page(subscription, form), status=429
         )

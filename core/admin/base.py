@@ -7,6 +7,7 @@
 - Guardian's object-permission pages are for superusers only.
 """
 
+from django import forms
 from django.contrib import admin, messages
 from guardian.admin import ReinforcedGuardedModelAdminMixin
 
@@ -105,3 +106,56 @@ class SendingNoticeMixin:
     def change_view(self, request, object_id, form_url="", extra_context=None):
         self._sending_notice(request)
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+class OwnedForm(forms.ModelForm):
+    """The form of an owned row (OwnedAdmin sets `request_user`).
+
+    A new row is the requesting user's before the model's checks run: its
+    rules read the owner's fields, tags and limits (the admin sets the owner
+    again when saving). `owner_has` asks whether another of the owner's rows
+    matches, as the unique constraints that name the owner do: the form
+    cannot check those itself, the owner not being one of its fields.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.owner_id is None:
+            self.instance.owner_id = self.request_user.pk
+
+    def owner_has(self, rows=None, **lookup) -> bool:
+        """Whether another of the owner's rows (of `rows`, a queryset, or
+        all) matches `lookup`."""
+        if rows is None:
+            rows = type(self.instance)._default_manager.all()
+        rows = rows.filter(owner_id=self.instance.owner_id, **lookup)
+        return rows.exclude(pk=self.instance.pk).exists()
+
+
+class RecordAdmin(admin.ModelAdmin):
+    """Records owners read (their own) and managers read (all): suppressions,
+    consents. A user is an owner here when they hold `owners_perm`."""
+
+    owners_perm = ""
+    show_full_result_count = False
+    list_per_page = 50
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).visible_to(request.user)
+
+    def get_list_display(self, request):
+        display = list(super().get_list_display(request))
+        if sees_all(request.user, self.model):
+            display.append("owner")
+        return display
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        user = request.user
+        if sees_all(user, self.model):
+            return True
+        return user.has_perm(self.owners_perm) and (
+            obj is None or obj.owner_id == user.pk
+        )

@@ -19,7 +19,7 @@ from core.forms import ATTRIBUTE_PREFIX, attribute_form_field, attribute_values
 from core.models import Client, Field, Segment, Tag
 from core.models.users import email_normalize
 
-from .base import OwnedAdmin
+from .base import OwnedAdmin, OwnedForm
 from .recipient_csv import RecipientCSVMixin
 from .recipient_privacy import DataRequestMixin
 
@@ -31,7 +31,7 @@ def _admin_input(field):
     return input_field
 
 
-class ClientForm(forms.ModelForm):
+class ClientForm(OwnedForm):
     # The owner's custom fields, one input each (ClientAdmin.get_form).
     owner_fields = ()
 
@@ -44,8 +44,6 @@ class ClientForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.instance.owner_id is None:
-            self.instance.owner_id = self.request_user.pk
         for field in self.owner_fields:
             name = ATTRIBUTE_PREFIX + field.key
             if name in self.fields:
@@ -53,19 +51,13 @@ class ClientForm(forms.ModelForm):
         if "tags" in self.fields:
             # The owner's tags only: another user's, posted by id, fail
             # validation like a missing one.
-            owner_id = self.instance.owner_id or self.request_user.pk
-            self.fields["tags"].queryset = Tag.objects.filter(owner_id=owner_id)
+            self.fields["tags"].queryset = Tag.objects.filter(
+                owner_id=self.instance.owner_id
+            )
 
     def clean_email(self):
         email = email_normalize(self.cleaned_data.get("email"))
-        owner_id = self.instance.owner_id or self.request_user.pk
-        duplicate = (
-            Client.objects.filter(owner_id=owner_id)
-            .with_email(email)
-            .exclude(pk=self.instance.pk)
-            .exists()
-        )
-        if duplicate:
+        if self.owner_has(Client.objects.with_email(email)):
             raise forms.ValidationError(
                 _("You already have a recipient with this e-mail.")
             )

@@ -7,7 +7,7 @@ from django.utils.translation import ngettext
 
 from core.models import Client, Field
 
-from .base import OwnedAdmin
+from .base import OwnedAdmin, OwnedForm
 
 
 class ChoicesField(forms.CharField):
@@ -25,7 +25,7 @@ class ChoicesField(forms.CharField):
         return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-class FieldForm(forms.ModelForm):
+class FieldForm(OwnedForm):
     choices = ChoicesField(
         label=_("choices"),
         required=False,
@@ -37,29 +37,15 @@ class FieldForm(forms.ModelForm):
         model = Field
         fields = ["label", "key", "kind", "choices", "is_editable"]
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # The owner is known before the model's checks run (the admin sets
-        # it again when saving): the limit on fields counts theirs.
-        if self.instance.owner_id is None:
-            self.instance.owner_id = self.request_user.pk
-
-    def _taken(self, **lookup):
-        return (
-            Field.objects.filter(owner_id=self.instance.owner_id, **lookup)
-            .exclude(pk=self.instance.pk)
-            .exists()
-        )
-
     def clean_key(self):
         key = self.cleaned_data.get("key")
-        if key and self._taken(key=key):
+        if key and self.owner_has(key=key):
             raise forms.ValidationError(_("You already have a field with this key."))
         return key
 
     def clean_label(self):
         label = " ".join((self.cleaned_data.get("label") or "").split())
-        if label and self._taken(label__iexact=label):
+        if label and self.owner_has(label__iexact=label):
             raise forms.ValidationError(_("You already have a field with this label."))
         return label
 

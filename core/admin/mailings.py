@@ -14,7 +14,7 @@ from core import tasks
 from core.models import Client, Mailing, Message, Segment, Tag
 from core.services import mailings as mailing_services
 
-from .base import OwnedAdmin, SendingNoticeMixin
+from .base import OwnedAdmin, OwnedForm, SendingNoticeMixin
 
 
 def _audience_size():
@@ -30,7 +30,7 @@ def _audience_size():
     )
 
 
-class MailingForm(forms.ModelForm):
+class MailingForm(OwnedForm):
     class Meta:
         model = Mailing
         fields = [
@@ -50,7 +50,7 @@ class MailingForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        owner_id = self.instance.owner_id or self.request_user.pk
+        owner_id = self.instance.owner_id
         # Only the owner's rows are valid choices: a forged id of another
         # user's message or recipient fails validation like a missing one.
         if "message" in self.fields:

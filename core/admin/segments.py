@@ -25,7 +25,7 @@ from core.models.segments import (
     subjects,
 )
 
-from .base import OwnedAdmin
+from .base import OwnedAdmin, OwnedForm
 
 PREVIEW_SIZE = 10
 BLANK_ROWS = 3
@@ -132,7 +132,7 @@ class RulesField(forms.Field):
             raise ValidationError(_("Add at least one condition."))
 
 
-class SegmentForm(forms.ModelForm):
+class SegmentForm(OwnedForm):
     rules = RulesField(label=_("rules"))
 
     class Meta:
@@ -141,20 +141,12 @@ class SegmentForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # The owner is known before the model's checks run: the rules name
-        # their fields, tags and mailings (the admin sets it again on save).
-        if self.instance.owner_id is None:
-            self.instance.owner_id = self.request_user.pk
+        # The rules name the owner's fields, tags and mailings.
         self.fields["rules"].widget.configure(owner_id=self.instance.owner_id)
 
     def clean_name(self):
         name = " ".join((self.cleaned_data.get("name") or "").split())
-        taken = (
-            Segment.objects.filter(owner_id=self.instance.owner_id, name__iexact=name)
-            .exclude(pk=self.instance.pk)
-            .exists()
-        )
-        if taken:
+        if self.owner_has(name__iexact=name):
             raise forms.ValidationError(_("You already have a segment with this name."))
         return name
 

@@ -14,7 +14,7 @@ from core.links import absolute_url
 from core.models import Consent, Field, Message, SubscriptionForm, Tag
 from core.services import subscriptions
 
-from .base import OwnedAdmin
+from .base import OwnedAdmin, OwnedForm
 
 PERSONAL_DATA_TEXT = _(
     "I agree to the processing of my personal data (e-mail, name and the "
@@ -23,7 +23,7 @@ PERSONAL_DATA_TEXT = _(
 MARKETING_TEXT = _("I agree to receive advertising and news by e-mail.")
 
 
-class SubscriptionFormForm(forms.ModelForm):
+class SubscriptionFormForm(OwnedForm):
     redirect_url = forms.URLField(
         label=SubscriptionForm._meta.get_field("redirect_url").verbose_name,
         help_text=SubscriptionForm._meta.get_field("redirect_url").help_text,
@@ -62,8 +62,6 @@ class SubscriptionFormForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.instance.owner_id is None:
-            self.instance.owner_id = self.request_user.pk
         owner_id = self.instance.owner_id
         # The owner's own rows only: another's, posted by id, are refused.
         owned = {

@@ -16,6 +16,8 @@ from core.models.base import sees_all
 from core.models.grants import perm_name
 from core.models.users import email_normalize
 
+from .base import RecordAdmin
+
 
 class SuppressionForm(forms.ModelForm):
     class Meta:
@@ -34,7 +36,8 @@ class SuppressionForm(forms.ModelForm):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):
+class SuppressionAdmin(RecordAdmin):
+    owners_perm = perm_name(Suppression, "add")
     form = SuppressionForm
     list_display = ("email", "reason", "detail", "created_at")
     list_filter = ("reason",)
@@ -42,34 +45,12 @@ class SuppressionAdmin(admin.ModelAdmin):
     fields = ("email", "reason", "detail", "created_at")
     readonly_fields = ("created_at",)
     actions = ("lift",)
-    show_full_result_count = False
-    list_per_page = 50
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).visible_to(request.user)
-
-    def get_list_display(self, request):
-        display = list(super().get_list_display(request))
-        if sees_all(request.user, Suppression):
-            display.append("owner")
-        return display
 
     def get_search_fields(self, request):
         fields = list(super().get_search_fields(request))
         if sees_all(request.user, Suppression):
             fields.append("owner__email")
         return fields
-
-    def has_module_permission(self, request):
-        return self.has_view_permission(request)
-
-    def has_view_permission(self, request, obj=None):
-        user = request.user
-        if sees_all(user, Suppression):
-            return True
-        if obj is None:
-            return self.has_add_permission(request)
-        return obj is not None and obj.owner_id == user.pk
 
     def has_add_permission(self, request):
         return request.user.has_perm(perm_name(Suppression, "add"))

@@ -7,25 +7,17 @@ from django.utils.translation import gettext_lazy as _
 
 from core.models import Tag
 
-from .base import OwnedAdmin
+from .base import OwnedAdmin, OwnedForm
 
 
-class TagForm(forms.ModelForm):
+class TagForm(OwnedForm):
     class Meta:
         model = Tag
         fields = ["name", "is_public"]
 
     def clean_name(self):
-        # The owner is set when the row is saved, so the unique constraint
-        # cannot be checked by the form: asked here, as the model words it.
         name = " ".join((self.cleaned_data.get("name") or "").split())
-        owner_id = self.instance.owner_id or self.request_user.pk
-        taken = (
-            Tag.objects.filter(owner_id=owner_id, name__iexact=name)
-            .exclude(pk=self.instance.pk)
-            .exists()
-        )
-        if taken:
+        if self.owner_has(name__iexact=name):
             raise forms.ValidationError(_("You already have a tag with this name."))
         return name
 
