@@ -374,18 +374,28 @@ class Attempt(models.Model):
         SKIPPED = "skipped", _("skipped")
         UNKNOWN = "unknown", _("unknown (interrupted while sending)")
 
+    # A run queues one row per recipient in one statement, so every index
+    # and foreign-key check here is paid once per recipient. The run's index
+    # is the unique (run, client) one below.
     run = models.ForeignKey(
         MailingRun,
         verbose_name=_("run"),
         on_delete=models.CASCADE,
         related_name="attempts",
+        db_index=False,
     )
+    # The run's owner, copied so reports filter on one index (the two
+    # owner-first indexes below). The run's own foreign key holds it, and
+    # Django still deletes an owner's attempts with the owner, so the
+    # database does not check it a second time per row.
     owner = models.ForeignKey(
         "core.User",
         verbose_name=_("owner"),
         on_delete=models.CASCADE,
         related_name="+",
         editable=False,
+        db_index=False,
+        db_constraint=False,
     )
     client = models.ForeignKey(
         Client,

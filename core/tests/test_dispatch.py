@@ -14,6 +14,7 @@ from core.services.dispatch.workers import deliver, deliveries_wanted
 from .factories import (
     ClientFactory,
     MessageFactory,
+    UserFactory,
     due_mailing,
     people,
 )
@@ -247,6 +248,22 @@ def test_mailing_whose_recipients_were_all_deleted_finishes_empty(owner, smtp_se
     assert summary.runs == 1 and summary.sent == 0
     run = MailingRun.objects.get(mailing=mailing)
     assert (run.total_count, run.status) == (0, MailingRun.Status.FINISHED)
+
+
+def test_attempts_carry_their_runs_owner_and_go_with_their_mailing(owner, smtp_server):
+    # The copied owner column has no foreign-key check of its own in the
+    # database: the enqueue writes the run's owner into it.
+    other = UserFactory(verified=True, groups=["clients"])
+    mailing = due_mailing(owner, people(owner, 3))
+    due_mailing(other, people(other, 2))
+    dispatch_tick()
+    pairs = set(Attempt.objects.values_list("owner_id", "run__owner_id"))
+    assert pairs == {(owner.pk, owner.pk), (other.pk, other.pk)}
+
+    mailing.delete()
+
+    assert set(Attempt.objects.values_list("owner_id", flat=True)) == {other.pk}
+    assert Attempt.objects.count() == 2
 
 
 def test_names_and_subjects_cannot_inject_headers(owner, smtp_server):
