@@ -3,6 +3,7 @@ from django.core.cache import cache
 
 from core.services.roles import CLIENTS, MANAGERS
 
+from .dovecot import dovecot, dovecot_box  # noqa: F401
 from .factories import UserFactory
 
 
