@@ -10,12 +10,13 @@ from django_q.brokers import get_broker
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from .services import accounts, dispatch, site, subscriptions
+from .services import accounts, bounces, dispatch, site, subscriptions
 
 SCHEDULE_NAME = "dispatch mailings"
 PURGE_SCHEDULE_NAME = "purge unconfirmed accounts"
 PENDING_SCHEDULE_NAME = "purge unconfirmed subscribers"
 FIGURES_SCHEDULE_NAME = "public figures"
+BOUNCES_SCHEDULE_NAME = "process bounces"
 
 
 def queue(func: str, *args) -> None:
@@ -26,6 +27,18 @@ def queue(func: str, *args) -> None:
 def tick():
     """Run by the schedule every DISPATCH_PERIOD_MINUTES."""
     return _open_and_deliver(dispatch.dispatch_tick(deliver_here=False))
+
+
+def process_bounces():
+    """Run every BOUNCE_PERIOD_MINUTES: the bounce mailbox, read and acted on.
+
+    A mailbox that cannot be read (down, login refused) is logged and
+    reported as the task's result; nothing is lost, the next pass tries
+    again."""
+    try:
+        return bounces.bounces_process().line()
+    except bounces.MailboxError as error:
+        return f"bounce mailbox not read: {error}"
 
 
 def purge_unverified():
@@ -108,6 +121,11 @@ def schedule_ensure(**kwargs) -> None:
             "func": "core.tasks.site_figures_refresh",
             "schedule_type": Schedule.MINUTES,
             "minutes": max(1, site.SITE_FIGURES_SECONDS // 60),
+        },
+        BOUNCES_SCHEDULE_NAME: {
+            "func": "core.tasks.process_bounces",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": settings.BOUNCE_PERIOD_MINUTES,
         },
         PURGE_SCHEDULE_NAME: {
             "func": "core.tasks.purge_unverified",

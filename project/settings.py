@@ -318,6 +318,27 @@ DISPATCH_TICK_SECONDS = env.int("DISPATCH_TICK_SECONDS", default=60)
 # Sender of mailings; replies go to the mailing's owner.
 MAILING_FROM_EMAIL = env.str("MAILING_FROM_EMAIL", default=DEFAULT_FROM_EMAIL)
 
+# Bounces. Each message's envelope sender is BOUNCE_ADDRESS with the
+# attempt's signed token after a "+" (bounces+<token>@domain): the mail
+# server of that domain must deliver such addresses to the bounce mailbox.
+BOUNCE_ADDRESS = env.str(
+    "BOUNCE_ADDRESS",
+    default="bounces@" + MAILING_FROM_EMAIL.rpartition("@")[2].rstrip(">"),
+)
+# Where `process_bounces` reads them: imap(s)://user:password@host[:port]/folder,
+# pop3(s)://user:password@host[:port], or maildir://path (relative to the
+# project). A message it cannot read stays there, listed for managers.
+BOUNCE_MAILBOX_URL = env.str(
+    "BOUNCE_MAILBOX_URL", default=f"maildir://{VAR_DIR / 'bounces'}"
+)
+# Certificates an imaps/pop3s server is checked against, besides the
+# system's (a file of PEM certificates).
+BOUNCE_MAILBOX_CA_FILE = env.str("BOUNCE_MAILBOX_CA_FILE", default="")
+# How often the django-q2 schedule reads the mailbox.
+BOUNCE_PERIOD_MINUTES = env.int("BOUNCE_PERIOD_MINUTES", default=5)
+# Soft bounces of one address within 30 days that suppress it.
+SOFT_BOUNCE_LIMIT = env.int("SOFT_BOUNCE_LIMIT", default=3)
+
 SUPERUSER_EMAIL = env.str("SUPERUSER_EMAIL", default="")
 SUPERUSER_PASSWORD = env.str("SUPERUSER_PASSWORD", default="")
 

@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from core import tasks
-from core.models import Attempt, MailingRun
+from core.models import Attempt, Event, MailingRun, UnreadBounce
 from core.models.base import sees_all
 from core.services import dispatch
 
@@ -149,3 +149,48 @@ class AttemptAdmin(ReportAdmin):
     def short_response(self, obj):
         text = obj.server_response or ""
         return text if len(text) <= 120 else text[:117] + "…"
+
+
+@admin.register(Event)
+class EventAdmin(ReportAdmin):
+    """What followed sent messages: bounces, complaints, unsubscribes."""
+
+    list_display = ("at", "kind", "severity", "status", "email", "detail", "source")
+    list_filter = ("kind", "severity", "source")
+    list_select_related = ("attempt",)
+    search_fields = ("attempt__email",)
+    readonly_fields = [field.name for field in Event._meta.fields]
+
+    @admin.display(description=_("address"))
+    def email(self, obj):
+        return obj.attempt.email if obj.attempt else ""
+
+    def lookup_allowed(self, lookup, value, request=None):
+        return lookup == "run__id__exact" or super().lookup_allowed(
+            lookup, value, request
+        )
+
+
+@admin.register(UnreadBounce)
+class UnreadBounceAdmin(admin.ModelAdmin):
+    """What the bounce mailbox holds that `process_bounces` could not act on:
+    for managers to look at in the mailbox itself."""
+
+    list_display = (
+        "last_seen_at",
+        "subject",
+        "sender",
+        "reason",
+        "size",
+        "times_seen",
+        "mailbox",
+    )
+    list_filter = ("reason",)
+    search_fields = ("subject", "sender")
+    readonly_fields = [field.name for field in UnreadBounce._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -2,6 +2,7 @@ from .audience import Field, Tag
 from .blog import Article
 from .clients import Client
 from .consents import Consent
+from .events import Event, UnreadBounce
 from .mailings import Attempt, Mailing, MailingRun, Message
 from .permissions import (
     ArticleUserObjectPermission,
@@ -25,6 +26,7 @@ __all__ = [
     "Client",
     "ClientUserObjectPermission",
     "Consent",
+    "Event",
     "Field",
     "FieldUserObjectPermission",
     "Mailing",
@@ -39,5 +41,6 @@ __all__ = [
     "Suppression",
     "Tag",
     "TagUserObjectPermission",
+    "UnreadBounce",
     "User",
 ]

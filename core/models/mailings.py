@@ -423,6 +423,15 @@ class Attempt(models.Model):
     clicked_at = models.DateTimeField(
         _("clicked"), null=True, blank=True, editable=False
     )
+    bounced_at = models.DateTimeField(
+        _("bounced"), null=True, blank=True, editable=False
+    )
+    complained_at = models.DateTimeField(
+        _("complained"), null=True, blank=True, editable=False
+    )
+    unsubscribed_at = models.DateTimeField(
+        _("unsubscribed"), null=True, blank=True, editable=False
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     objects = OwnedQuerySet.as_manager()

@@ -45,6 +45,8 @@ ROLE_PERMISSIONS = {
         "core.view_consent",
         "core.view_subscriptionform",
         "core.lift_suppression",
+        "core.view_event",
+        "core.view_unreadbounce",
     ],
 }
 

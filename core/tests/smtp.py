@@ -27,6 +27,7 @@ class Recorder:
 
     def __init__(self):
         self.messages = []
+        self.senders = []  # MAIL FROM of each message in `messages`
         self.script = defaultdict(list)
         self.reject = {}
         self.delay = 0.0
@@ -76,6 +77,7 @@ class Recorder:
             self.peers.add(tuple(session.peer))
             if self.script.get(address):
                 return self.script[address].pop(0)
+            self.senders.append(envelope.mail_from)
             self.messages.append(
                 (
                     envelope.rcpt_tos,

@@ -24,6 +24,7 @@ print(json.dumps({
     "broker": "redis" if "redis" in s.Q_CLUSTER else s.Q_CLUSTER.get("orm"),
     "language": s.LANGUAGE_CODE, "period": s.DISPATCH_PERIOD_MINUTES,
     "from": s.DEFAULT_FROM_EMAIL, "cache": s.CACHES["default"]["BACKEND"],
+    "bounce": s.BOUNCE_ADDRESS, "bounces": s.BOUNCE_MAILBOX_URL,
 }))
 """
 
@@ -70,6 +71,22 @@ def test_no_env_runs_on_sqlite_files_and_the_orm_broker(tmp_path):
     assert values["broker"] == "default"
     assert values["language"] == "ru"
     assert values["period"] == 1
+    # Bounces come back to the mailings' domain and are read from var/bounces.
+    assert values["bounce"] == "bounces@localhost"
+    assert values["bounces"] == f"maildir://{BASE_DIR / 'var' / 'bounces'}"
+
+
+def test_the_bounce_address_follows_the_mailings_sender(tmp_path):
+    import json
+
+    result = run_python(
+        PRINT_SETTINGS,
+        tmp_path,
+        DEBUG="True",
+        MAILING_FROM_EMAIL="Цветы <news@shop.example.com>",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["bounce"] == "bounces@shop.example.com"
 
 
 def test_variables_switch_on_postgres_smtp_and_redis(tmp_path):

@@ -14,7 +14,9 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from core.models import Attempt, MailingRun
+from core.models import Attempt, Event, MailingRun
+from core.services.bounces import Finding, findings_record
+from core.services.bounces.severity import enhanced_status, severity_of
 
 from .outcome import FAILURES, Outcome, Summary
 from .runs import run_counts_add, runs_finish
@@ -42,6 +44,29 @@ WRITTEN = (
     "claim_token",
     "claimed_at",
 )
+
+
+def _refusals_record(results, *, written, now) -> None:
+    """A final refusal at send time is a bounce like one read from the
+    mailbox: a 5xx user unknown suppresses the address at once."""
+    refused = [
+        Finding(
+            attempt_id=result.attempt.pk,
+            kind=Event.Kind.BOUNCE,
+            source="smtp",
+            status=enhanced_status(result.response),
+            detail=result.response,
+            severity=severity_of("", result.response),
+            at=now,
+        )
+        for result in results
+        if result.outcome == Outcome.FAILED
+        and result.tried
+        and result.response[:1] in ("4", "5")
+        and result.attempt.pk in written
+    ]
+    if refused:
+        findings_record(refused, now=now)
 
 
 def backoff(tries: int) -> timedelta:
@@ -106,6 +131,7 @@ def results_record(results: list, *, now=None) -> Summary:
                 now=now,
             )
         runs_finish(run_ids=list(per_run), now=now)
+    _refusals_record(results, written=written, now=now)
     total = Counter()
     for counts in per_run.values():
         total.update(counts)

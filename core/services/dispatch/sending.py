@@ -26,11 +26,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from core.services.mail.message import (
-    email_prepare,
-    envelope_recipient,
-    envelope_sender,
-)
+from core.links import site_host
+from core.services.mail.message import email_prepare, envelope_recipient
 from core.services.mail.ratelimit import RateLimiter
 from core.services.mail.smtp import (
     ConnectionFailed,
@@ -39,6 +36,7 @@ from core.services.mail.smtp import (
     transport_open,
 )
 from core.services.mail.templates import message_mentions
+from core.services.mail.verp import verp_address, verp_message_id
 from core.services.privacy import preferences_url
 from core.services.unsubscribe import unsubscribe_url
 
@@ -220,11 +218,10 @@ def compose(attempt) -> tuple[str, str, bytes]:
         if shows_preferences
         else "",
         reply_to=mailing.owner.email,
+        message_id=verp_message_id(attempt.pk, site_host()),
     )
-    sender, recipient = (
-        envelope_sender(outgoing.from_email),
-        envelope_recipient(outgoing),
-    )
+    # The return path names the attempt, so its bounces can be matched.
+    sender, recipient = verp_address(attempt.pk), envelope_recipient(outgoing)
     # Here too, not only in the transport: raised before anything is sent,
     # the attempt fails rather than ends unknown.
     envelope_check(sender, recipient)

@@ -1,9 +1,10 @@
 """The e-mail a recipient gets: one address, personalised, with list headers.
 
 Every message is multipart (text, and HTML when the message has it) and
-carries Message-ID on the service's own domain, Date, List-Id, and — given
-the recipient's signed link — List-Unsubscribe and List-Unsubscribe-Post for
-RFC 8058 one-click unsubscribing.
+carries Message-ID on the service's own domain, Date, List-Id, Feedback-ID
+(mailing, owner, service: what providers' complaint loops report back per
+sender), and — given the recipient's signed link — List-Unsubscribe and
+List-Unsubscribe-Post for RFC 8058 one-click unsubscribing.
 """
 
 import functools
@@ -24,6 +25,11 @@ def list_id(*, mailing) -> str:
     return f'"{title}" <mailing-{mailing.pk}.{site_host()}>'
 
 
+def feedback_id(*, mailing) -> str:
+    """Gmail's form, `campaign:customer:type:sender`, the sender last."""
+    return f"{mailing.pk}:{mailing.owner_id}:mailing:{site_host()}"
+
+
 def email_prepare(
     *,
     mailing,
@@ -34,8 +40,13 @@ def email_prepare(
     unsubscribe_url: str = "",
     preferences_url: str = "",
     reply_to: str = "",
+    message_id: str = "",
 ) -> Outgoing:
-    """The message for one recipient, rendered and with its headers."""
+    """The message for one recipient, rendered and with its headers.
+
+    `message_id` is the attempt's own (`verp_message_id`); a message that is
+    no attempt (a test e-mail) gets a random one.
+    """
     # A name is shown in a header: no line breaks may reach it.
     full_name = " ".join((full_name or "").split())
     context = message_context(
@@ -47,9 +58,10 @@ def email_prepare(
     )
     subject, text, html = message_render(message=message, context=context)
     headers = {
-        "Message-ID": make_msgid(domain=site_host()),
+        "Message-ID": message_id or make_msgid(domain=site_host()),
         "Date": format_datetime(timezone.now()),
         "List-Id": list_id(mailing=mailing),
+        "Feedback-ID": feedback_id(mailing=mailing),
     }
     if unsubscribe_url:
         headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
