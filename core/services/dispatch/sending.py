@@ -36,7 +36,7 @@ from core.services.mail.smtp import (
     transport_open,
 )
 from core.services.mail.templates import message_mentions
-from core.services.mail.verp import verp_address, verp_message_id
+from core.services.mail.verp import verp_address, verp_message_id, verp_token
 from core.services.privacy import preferences_url
 from core.services.unsubscribe import unsubscribe_url
 
@@ -207,6 +207,7 @@ def compose(attempt) -> tuple[str, str, bytes]:
     # The preference link is signed only for a message that shows it: 40 µs
     # a recipient otherwise, measured.
     shows_preferences = client and message_mentions(message, "preferences_url")
+    token = verp_token(attempt.pk)
     outgoing = email_prepare(
         mailing=mailing,
         message=message,
@@ -218,10 +219,11 @@ def compose(attempt) -> tuple[str, str, bytes]:
         if shows_preferences
         else "",
         reply_to=mailing.owner.email,
-        message_id=verp_message_id(attempt.pk, site_host()),
+        message_id=verp_message_id(attempt.pk, site_host(), token),
     )
     # The return path names the attempt, so its bounces can be matched.
-    sender, recipient = verp_address(attempt.pk), envelope_recipient(outgoing)
+    sender = verp_address(attempt.pk, token)
+    recipient = envelope_recipient(outgoing)
     # Here too, not only in the transport: raised before anything is sent,
     # the attempt fails rather than ends unknown.
     envelope_check(sender, recipient)
