@@ -22,11 +22,11 @@ from .base import OwnedQuerySet
 
 class Event(models.Model):
     class Kind(models.TextChoices):
-        OPEN = "open", _("open")
-        CLICK = "click", _("click")
-        BOUNCE = "bounce", _("bounce")
-        COMPLAINT = "complaint", _("complaint")
-        UNSUBSCRIBE = "unsubscribe", _("unsubscribe")
+        OPEN = "open", _("opened")
+        CLICK = "click", _("clicked")
+        BOUNCE = "bounce", _("bounced")
+        COMPLAINT = "complaint", _("complained")
+        UNSUBSCRIBE = "unsubscribe", _("unsubscribed")
         PREFERENCES = "preferences", _("preferences changed")
 
     class Severity(models.TextChoices):
@@ -63,8 +63,8 @@ class Event(models.Model):
         null=True,
         blank=True,
     )
-    kind = models.CharField(_("what"), max_length=16, choices=Kind)
-    at = models.DateTimeField(_("when"), default=timezone.now)
+    kind = models.CharField(_("event"), max_length=16, choices=Kind)
+    at = models.DateTimeField(_("time"), default=timezone.now)
     severity = models.CharField(
         _("bounce type"), max_length=8, choices=Severity, blank=True
     )
@@ -80,7 +80,7 @@ class Event(models.Model):
         blank=True,
         help_text=_("What the server or the provider said."),
     )
-    url = models.URLField(_("link"), max_length=2000, blank=True)
+    url = models.URLField(_("clicked link"), max_length=2000, blank=True)
     is_machine = models.BooleanField(
         _("by a machine"),
         default=False,
@@ -123,7 +123,7 @@ class UnreadBounce(models.Model):
 
     mailbox = models.CharField(_("mailbox"), max_length=300)
     key = models.CharField(_("key in the mailbox"), max_length=300)
-    sender = models.CharField(_("from"), max_length=300, blank=True)
+    sender = models.CharField(_("sender"), max_length=300, blank=True)
     subject = models.CharField(_("subject"), max_length=300, blank=True)
     size = models.PositiveIntegerField(_("size, bytes"), default=0)
     reason = models.CharField(_("why it was left"), max_length=300)
