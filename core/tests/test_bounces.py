@@ -543,3 +543,11 @@ def test_a_report_with_only_our_message_id_is_matched(maildir):
     # Neither the envelope nor the original's return path: the Message-ID only.
     raw = raw.replace(verp_address(attempt.pk).encode(), b"bounces@mail.example.com")
     assert report_read(raw).attempt_id == attempt.pk
+
+
+@pytest.mark.slow
+def test_an_empty_mailbox_reads_nothing(dovecot_box, settings):
+    settings.BOUNCE_MAILBOX_CA_FILE = str(dovecot_box.cafile)
+    for url in (dovecot_box.imaps_url, dovecot_box.pop3s_url):
+        intake = bounces_process(url=url)
+        assert (intake.read, intake.left) == (0, 0)

@@ -28,6 +28,8 @@ from .recording import Finding, findings_record
 
 logger = logging.getLogger(__name__)
 BATCH = 200
+# Rows per statement when the list of unread ones is long (SQLite's limit).
+CHUNK = 500
 
 
 @dataclass
@@ -61,11 +63,14 @@ def bounces_process(*, url: str | None = None, now=None) -> Intake:
         sizes = box.keys()
         known = dict(UnreadBounce.objects.filter(mailbox=name).values_list("key", "pk"))
         # Gone from the mailbox (someone removed them by hand): not listed.
-        UnreadBounce.objects.filter(mailbox=name).exclude(key__in=sizes).delete()
-        still = [key for key in known if key in sizes]
-        UnreadBounce.objects.filter(mailbox=name, key__in=still).update(
-            last_seen_at=timezone.now(), times_seen=F("times_seen") + 1
-        )
+        gone = [pk for key, pk in known.items() if key not in sizes]
+        still = [pk for key, pk in known.items() if key in sizes]
+        for start in range(0, len(gone), CHUNK):
+            UnreadBounce.objects.filter(pk__in=gone[start : start + CHUNK]).delete()
+        for start in range(0, len(still), CHUNK):
+            UnreadBounce.objects.filter(pk__in=still[start : start + CHUNK]).update(
+                last_seen_at=timezone.now(), times_seen=F("times_seen") + 1
+            )
         intake.left += len(still)
         fresh = [key for key in sizes if key not in known]
         too_large = [key for key in fresh if sizes[key] > MAX_BYTES]

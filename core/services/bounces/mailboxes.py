@@ -92,6 +92,7 @@ class _Imap:
             status, data = self.imap.select(_quoted(self.folder))
             if status != "OK":
                 raise MailboxError(f"no folder {self.folder!r}: {_said(data)}")
+            self.exists = int(_said(data) or 0)
         except (OSError, imaplib.IMAP4.error) as error:
             raise MailboxError(f"IMAP {host}:{port}: {error}") from error
         validity = self.imap.response("UIDVALIDITY")[1]
@@ -100,6 +101,8 @@ class _Imap:
 
     def keys(self) -> dict[str, int]:
         """Every message's key and size."""
+        if not self.exists:
+            return {}  # "1:*" of an empty folder is an error on some servers
         status, data = self.imap.uid("FETCH", "1:*", "(RFC822.SIZE)")
         sizes = {}
         for item in data or []:
