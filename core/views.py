@@ -31,6 +31,7 @@ from .forms import (
 )
 from .models import Client, SubscriptionForm
 from .services import accounts, blog, privacy, site, subscriptions, throttles
+from .services.events import MESSAGE_PARAMETER
 from .services.unsubscribe import client_for_unsubscribe, client_unsubscribe
 
 TOO_MANY = _("Too many requests. Please wait a while and try again.")
@@ -280,7 +281,9 @@ def profile(request):
 def unsubscribe(request, token):
     """GET asks for confirmation; POST (a mail program's one click) acts at once."""
     if request.method == "POST":
-        client = client_unsubscribe(token=token)
+        client = client_unsubscribe(
+            token=token, message=request.GET.get(MESSAGE_PARAMETER, "")
+        )
         template, outcome = "core/unsubscribe.html", "done"
     else:
         client = client_for_unsubscribe(token=token)
@@ -439,17 +442,21 @@ def preferences(request, token):
         },
     )
     ip, agent = client_ip(request) or None, request.META.get("HTTP_USER_AGENT", "")
+    message = request.GET.get(MESSAGE_PARAMETER, "")
     if action == "save" and form.is_valid():
         privacy.preferences_save(
             client=client,
             full_name=form.cleaned_data["full_name"],
             attributes=form.cleaned_data["attributes"],
             topics=form.cleaned_data.get("topics") or [],
+            message=message,
         )
         messages.success(request, _("Your preferences are saved."))
         return redirect("preferences", token=token)
     if action == "unsubscribe":
-        privacy.preferences_unsubscribe(client=client, ip=ip, user_agent=agent)
+        privacy.preferences_unsubscribe(
+            client=client, ip=ip, user_agent=agent, message=message
+        )
         messages.success(request, _("You are unsubscribed from all mailings."))
         return redirect("preferences", token=token)
     if action == "download":

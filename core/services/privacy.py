@@ -16,9 +16,10 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
 from core.links import absolute_url
-from core.models import Attempt, Client, Consent, Field, Suppression, Tag
+from core.models import Attempt, Client, Consent, Event, Field, Suppression, Tag
 from core.models.suppressions import email_digest
 from core.models.users import email_normalize
+from core.services.events import link_event_record, link_with_message
 
 PREFERENCES_SALT = "core.preferences"
 PLACEHOLDER = "TOKEN"
@@ -39,11 +40,13 @@ def preferences_client(*, token: str) -> Client | None:
     return Client.objects.select_related("owner").filter(pk=client_id).first()
 
 
-def preferences_url(*, client_id: int) -> str:
+def preferences_url(*, client_id: int, message: str = "") -> str:
+    """The link; `message` as for `unsubscribe_url`."""
     head, tail = _link_around_token(
         settings.SITE_URL, get_urlconf(), get_script_prefix()
     )
-    return f"{head}{preferences_token(client_id=client_id)}{tail}"
+    link = f"{head}{preferences_token(client_id=client_id)}{tail}"
+    return link_with_message(link, message)
 
 
 @functools.lru_cache(maxsize=8)
@@ -64,7 +67,9 @@ def public_topics(*, client) -> list:
     return list(Tag.objects.filter(owner_id=client.owner_id, is_public=True))
 
 
-def preferences_save(*, client, full_name: str, attributes: dict, topics) -> None:
+def preferences_save(
+    *, client, full_name: str, attributes: dict, topics, message: str = ""
+) -> None:
     """The recipient's own changes: their name, the fields their owner lets
     them edit (`attributes`, checked already), the public topics they chose.
     Nothing else of theirs changes."""
@@ -82,9 +87,14 @@ def preferences_save(*, client, full_name: str, attributes: dict, topics) -> Non
         client.save(update_fields=["full_name", "attributes", "updated_at"])
         client.tags.remove(*[tag for tag in offered if tag.pk not in chosen])
         client.tags.add(*[tag for tag in offered if tag.pk in chosen])
+        link_event_record(
+            client_id=client.pk, kind=Event.Kind.PREFERENCES, message=message
+        )
 
 
-def preferences_unsubscribe(*, client, ip=None, user_agent: str = "") -> None:
+def preferences_unsubscribe(
+    *, client, ip=None, user_agent: str = "", message: str = ""
+) -> None:
     """Unsubscribe from everything of this owner: the suppression, and the
     advertising consent withdrawn."""
     with transaction.atomic():
@@ -101,6 +111,9 @@ def preferences_unsubscribe(*, client, ip=None, user_agent: str = "") -> None:
             source=Consent.PREFERENCES,
             ip=ip,
             user_agent=user_agent,
+        )
+        link_event_record(
+            client_id=client.pk, kind=Event.Kind.UNSUBSCRIBE, message=message
         )
 
 

@@ -13,7 +13,8 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
 from core.links import absolute_url
-from core.models import Client
+from core.models import Client, Event
+from core.services.events import link_event_record, link_with_message
 
 UNSUBSCRIBE_SALT = "core.unsubscribe"
 PLACEHOLDER = "TOKEN"
@@ -34,11 +35,14 @@ def unsubscribe_client_id(*, token: str) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def unsubscribe_url(*, client_id: int) -> str:
+def unsubscribe_url(*, client_id: int, message: str = "") -> str:
+    """The link; `message` is the token of the message it is in, so the
+    unsubscribe counts for that message's run."""
     head, tail = _link_around_token(
         settings.SITE_URL, get_urlconf(), get_script_prefix()
     )
-    return f"{head}{unsubscribe_token(client_id=client_id)}{tail}"
+    link = f"{head}{unsubscribe_token(client_id=client_id)}{tail}"
+    return link_with_message(link, message)
 
 
 @functools.lru_cache(maxsize=8)
@@ -55,7 +59,7 @@ def client_for_unsubscribe(*, token: str) -> Client | None:
     return Client.objects.filter(pk=client_id).first() if client_id else None
 
 
-def client_unsubscribe(*, token: str) -> Client | None:
+def client_unsubscribe(*, token: str, message: str = "") -> Client | None:
     """Unsubscribe the recipient a signed token names; None if it is invalid.
 
     The recipient is then skipped by every mailing of that owner, and the
@@ -72,4 +76,7 @@ def client_unsubscribe(*, token: str) -> Client | None:
             client.save(update_fields=["unsubscribed_at"])
         # Written even for an earlier unsubscribe: it may predate suppressions.
         client.suppress(detail="link")
+        link_event_record(
+            client_id=client.pk, kind=Event.Kind.UNSUBSCRIBE, message=message
+        )
     return client

@@ -84,3 +84,106 @@ def test_the_link_follows_site_url(settings):
     assert moved.startswith("https://mail.example.org/unsubscribe/")
     token = moved.rstrip("/").rsplit("/", 1)[1]
     assert unsubscribe_client_id(token=token) == 7
+
+
+# --- unsubscribes and preference changes are events of their message ------
+
+
+def _links_of(smtp_server):
+    """{address: (unsubscribe link, preference link)} of the messages sent."""
+    import re
+
+    links = {}
+    for tos, message in smtp_server.messages:
+        unsubscribe = message["List-Unsubscribe"].strip()[1:-1]
+        text = message.get_body(("plain",)).get_content()
+        preferences = re.search(r"http\S+/preferences/\S+", text)
+        links[tos[0]] = (unsubscribe, preferences[0] if preferences else "")
+    return links
+
+
+def _mailing_with_links(owner, smtp_server, recipients):
+    from .factories import MessageFactory
+
+    message = MessageFactory(
+        owner=owner,
+        subject="Новости",
+        body="Отписаться: {{ unsubscribe_url }}\nНастройки: {{ preferences_url }}",
+    )
+    mailing = due_mailing(owner, recipients, message=message)
+    dispatch_tick()
+    return mailing, _links_of(smtp_server)
+
+
+def test_a_one_click_unsubscribe_is_an_event_of_its_message_once(
+    client, owner, smtp_server
+):
+    from core.models import Attempt, Event
+
+    person, other = people(owner, 2)
+    _, links = _mailing_with_links(owner, smtp_server, [person, other])
+    unsubscribe, _ = links[person.email]
+    assert "?m=" in unsubscribe
+
+    client.post(
+        unsubscribe,
+        "List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    client.post(unsubscribe)
+
+    attempt = Attempt.objects.get(email=person.email)
+    (event,) = Event.objects.all()
+    assert (event.kind, event.attempt_id, event.run_id, event.source) == (
+        "unsubscribe",
+        attempt.pk,
+        attempt.run_id,
+        "link",
+    )
+    assert attempt.unsubscribed_at is not None
+    assert Attempt.objects.get(email=other.email).unsubscribed_at is None
+
+
+def test_a_link_with_another_recipients_token_counts_for_its_own_message(
+    client, owner, smtp_server
+):
+    from core.models import Attempt, Event
+
+    person, other = people(owner, 2)
+    _, links = _mailing_with_links(owner, smtp_server, [person, other])
+    own = links[person.email][0].split("?")[0]
+    foreign = links[other.email][0].split("?m=")[1]
+    client.post(f"{own}?m={foreign}")
+    client.post(links[other.email][0].split("?")[0] + "?m=1-aaaaaaaa")
+    events = set(Event.objects.values_list("attempt__email", "kind"))
+    assert events == {(person.email, "unsubscribe"), (other.email, "unsubscribe")}
+    assert Attempt.objects.filter(unsubscribed_at__isnull=False).count() == 2
+
+
+def test_preference_changes_and_an_unsubscribe_there_are_events(
+    client, owner, smtp_server
+):
+    from core.models import Event
+
+    (person,) = people(owner, 1)
+    _, links = _mailing_with_links(owner, smtp_server, [person])
+    _, preferences = links[person.email]
+    assert "?m=" in preferences
+    client.get(preferences)
+    assert (
+        client.post(preferences, {"action": "save", "full_name": "Анна"}).status_code
+        == 302
+    )
+    client.post(preferences, {"action": "unsubscribe"})
+    kinds = sorted(Event.objects.values_list("kind", flat=True))
+    assert kinds == ["preferences", "unsubscribe"]
+
+
+def test_an_unsubscribe_of_someone_never_mailed_records_no_event(client, owner):
+    from core.models import Event
+
+    person = ClientFactory(owner=owner)
+    client.post(reverse("unsubscribe", args=[unsubscribe_token(client_id=person.pk)]))
+    person.refresh_from_db()
+    assert person.unsubscribed_at is not None
+    assert not Event.objects.exists()

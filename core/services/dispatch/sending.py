@@ -214,8 +214,10 @@ def compose(attempt) -> tuple[str, str, bytes]:
         email=attempt.email,
         full_name=client.full_name if client else "",
         attributes=client.attributes if client else None,
-        unsubscribe_url=unsubscribe_url(client_id=client.pk) if client else "",
-        preferences_url=preferences_url(client_id=client.pk)
+        unsubscribe_url=unsubscribe_url(client_id=client.pk, message=token)
+        if client
+        else "",
+        preferences_url=preferences_url(client_id=client.pk, message=token)
         if shows_preferences
         else "",
         reply_to=mailing.owner.email,
