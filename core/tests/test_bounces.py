@@ -551,3 +551,17 @@ def test_an_empty_mailbox_reads_nothing(dovecot_box, settings):
     for url in (dovecot_box.imaps_url, dovecot_box.pop3s_url):
         intake = bounces_process(url=url)
         assert (intake.read, intake.left) == (0, 0)
+
+
+@pytest.mark.parametrize("name", ["mailru_invalid_mailbox.eml", "exim_plain.eml"])
+def test_a_code_in_the_returned_message_is_not_the_servers_answer(name):
+    attempt = sent_attempt(email="anna@example.org")
+    raw = sample(name, attempt)
+    # The quoted original's own headers hold what looks like a status code.
+    assert raw.count(b"\nMessage-ID: ") == 1
+    raw = raw.replace(
+        b"\nMessage-ID: ", b"\nX-Version: 4.4.7 build 5.2.2\nMessage-ID: "
+    )
+    failure = report_read(raw).failures[0]
+    assert failure.severity == "hard"
+    assert failure.status == (EXPECTED[name]["status"] or "")

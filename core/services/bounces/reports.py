@@ -17,6 +17,7 @@ token does not verify names nobody.
 
 import email
 import hashlib
+import re
 from dataclasses import dataclass, field
 from email import policy
 from email.header import decode_header, make_header
@@ -95,10 +96,10 @@ def report_read(raw: bytes) -> Report:
     except Exception:  # a detector that chokes on an odd message: none found
         temporary, permanent = set(), set()
     if permanent or temporary:
-        text = _text(message)
-        code = enhanced_status(text)
+        diagnostic = _diagnostic(_text(message))
+        code = enhanced_status(diagnostic)
         report.failures = [
-            Failure(address=_decode(address), status=code, diagnostic=_around(text))
+            Failure(address=_decode(address), status=code, diagnostic=diagnostic)
             for address in sorted(permanent or temporary)
         ]
         report.kind = BOUNCE if permanent else DELAY
@@ -218,10 +219,25 @@ def _decoded(part) -> str:
         return payload[:TEXT_LIMIT].decode("utf-8", "replace")
 
 
-def _around(text: str) -> str:
-    """The line of a plain-text bounce that holds its SMTP answer."""
+# Where a plain-text bounce starts quoting the message it returns: codes
+# past this point are the original's (its dates, ids), not the answer.
+COPY_MARKER = re.compile(
+    r"^\s*-{2,}.*(copy of|below this line|original message|returned message)"
+    r"|^\s*-{2,}\s*(оригинальное|исходное) сообщение",
+    re.IGNORECASE,
+)
+HEADER_LINE = re.compile(r"^[\w-]+:\s")
+SMTP_REPLY = re.compile(r"(?<![\d.])[45]\d\d[\s-]")
+
+
+def _diagnostic(text: str) -> str:
+    """The line of a plain-text bounce that holds the server's answer."""
     for line in text.splitlines():
-        if enhanced_status(line) or any(code in line for code in ("550", "554", "552")):
+        if COPY_MARKER.search(line):
+            break
+        if HEADER_LINE.match(line):
+            continue
+        if enhanced_status(line) or SMTP_REPLY.search(line):
             return " ".join(line.split())[:500]
     return ""
 
