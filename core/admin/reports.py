@@ -8,7 +8,7 @@ from django.utils.translation import ngettext
 from core import tasks
 from core.models import Attempt, Event, MailingRun, UnreadBounce
 from core.models.base import sees_all
-from core.services import dispatch
+from core.services import dispatch, events
 
 
 class ReportAdmin(admin.ModelAdmin):
@@ -60,7 +60,7 @@ class MailingRunAdmin(ReportAdmin):
         "attempts_link",
     )
     list_filter = ("status", ("mailing", admin.RelatedOnlyFieldListFilter))
-    readonly_fields = ("left_out",)
+    readonly_fields = ("left_out", "followed")
     actions = ("retry_failed",)
     list_select_related = ("mailing",)
     search_fields = ("mailing__title",)
@@ -71,6 +71,32 @@ class MailingRunAdmin(ReportAdmin):
         """Who was not mailed, and why."""
         reasons = dispatch.run_left_out(run=obj)
         return "; ".join(f"{reason}: {count}" for reason, count in reasons) or "—"
+
+    @admin.display(description=_("what followed"))
+    def followed(self, obj):
+        """Delivered, bounced (by type), complaints and unsubscribes, with a
+        link to the events themselves."""
+        figures = events.run_followed(run=obj)
+        severities = ", ".join(
+            f"{Event.Severity(severity).label.split(':')[0]} {count}"
+            for severity, count in sorted(figures["severities"].items())
+            if severity
+        )
+        text = _(
+            "delivered %(delivered)d; bounced %(bounced)d%(severities)s; "
+            "complaints %(complained)d; unsubscribed %(unsubscribed)d"
+        ) % {
+            **figures,
+            "severities": f" ({severities})" if severities else "",
+        }
+        url = reverse("admin:core_event_changelist")
+        return format_html(
+            '{} · <a href="{}?{}">{}</a>',
+            text,
+            url,
+            urlencode({"run__id__exact": obj.pk}),
+            _("events"),
+        )
 
     def get_actions(self, request):
         # Reports are read-only, but the owner may queue a retry.

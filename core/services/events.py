@@ -10,6 +10,7 @@ or names another recipient's message, is treated as absent.
 
 import hashlib
 
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from core.models import Attempt, Event
@@ -69,3 +70,24 @@ def link_event_record(*, client_id: int, kind: str, message: str = "", now=None)
         ignore_conflicts=True,
     )
     return attempt
+
+
+def run_followed(*, run) -> dict:
+    """What followed a run's messages, as its report shows it: delivered
+    (sent less bounced), bounced by severity, complaints, unsubscribes."""
+    counts = Attempt.objects.filter(run_id=run.pk).aggregate(
+        bounced=Count("pk", filter=Q(bounced_at__isnull=False)),
+        complained=Count("pk", filter=Q(complained_at__isnull=False)),
+        unsubscribed=Count("pk", filter=Q(unsubscribed_at__isnull=False)),
+    )
+    severities = dict(
+        Event.objects.filter(run_id=run.pk, kind=Event.Kind.BOUNCE)
+        .order_by()
+        .values_list("severity")
+        .annotate(n=Count("attempt_id", distinct=True))
+    )
+    return {
+        **counts,
+        "delivered": max(run.sent_count - counts["bounced"], 0),
+        "severities": severities,
+    }

@@ -96,7 +96,7 @@ def arf(attempt, *, message_id="<arf-1@fbl.example.net>") -> bytes:
 
 
 def sent_attempt(owner=None, **fields):
-    run = MailingRunFactory(**({"owner": owner} if owner else {}))
+    run = MailingRunFactory(**({"mailing__owner": owner} if owner else {}))
     return AttemptFactory(run=run, **fields)
 
 
@@ -339,7 +339,7 @@ def test_a_run_with_too_many_bounces_pauses_its_owner(maildir):
     owner = UserFactory(email="shop@example.com")
     manager = UserFactory(email="boss@example.com")
     manager.groups.add(Group.objects.get(name=MANAGERS))
-    run = MailingRunFactory(owner=owner, sent_count=100)
+    run = MailingRunFactory(mailing__owner=owner, sent_count=100)
     attempts = [AttemptFactory(run=run, email=f"a{i}@example.org") for i in range(11)]
     for n, attempt in enumerate(attempts[:10]):
         maildir.add(dsn(attempt, message_id=f"<b{n}@mx>"))
@@ -565,3 +565,42 @@ def test_a_code_in_the_returned_message_is_not_the_servers_answer(name):
     failure = report_read(raw).failures[0]
     assert failure.severity == "hard"
     assert failure.status == (EXPECTED[name]["status"] or "")
+
+
+def test_the_runs_report_says_what_followed(client, maildir):
+    owner = UserFactory(verified=True, groups=["clients"])
+    run = MailingRunFactory(mailing__owner=owner, sent_count=3)
+    gone, full, reader = (
+        AttemptFactory(run=run, email=f"{name}@example.org")
+        for name in ("gone", "full", "reader")
+    )
+    maildir.add(dsn(gone))
+    maildir.add(
+        dsn(full, status="5.2.2", diagnostic="smtp; 552 full", message_id="<s@x>")
+    )
+    maildir.add(arf(reader))
+    bounces_process()
+    from core.services.events import run_followed
+
+    figures = run_followed(run=run)
+    assert figures == {
+        "bounced": 2,
+        "complained": 1,
+        "unsubscribed": 0,
+        "delivered": 1,
+        "severities": {"hard": 1, "soft": 1},
+    }
+    client.force_login(owner)
+    page = client.get(
+        f"/admin/core/mailingrun/{run.pk}/change/", HTTP_ACCEPT_LANGUAGE="en"
+    )
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert (
+        "delivered 1; bounced 2 (hard 1, soft 1); complaints 1; unsubscribed 0" in text
+    )
+    assert f"/admin/core/event/?run__id__exact={run.pk}" in text
+    events = client.get(
+        f"/admin/core/event/?run__id__exact={run.pk}", HTTP_ACCEPT_LANGUAGE="en"
+    )
+    assert events.status_code == 200 and b"gone@example.org" in events.content
