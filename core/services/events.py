@@ -77,6 +77,10 @@ def run_followed(*, run) -> dict:
     (sent less bounced), bounced by severity, complaints, unsubscribes."""
     counts = Attempt.objects.filter(run_id=run.pk).aggregate(
         bounced=Count("pk", filter=Q(bounced_at__isnull=False)),
+        # Refused at send time, a bounce was never among the sent.
+        bounced_later=Count(
+            "pk", filter=Q(bounced_at__isnull=False, status=Attempt.Status.SENT)
+        ),
         complained=Count("pk", filter=Q(complained_at__isnull=False)),
         unsubscribed=Count("pk", filter=Q(unsubscribed_at__isnull=False)),
     )
@@ -86,8 +90,9 @@ def run_followed(*, run) -> dict:
         .values_list("severity")
         .annotate(n=Count("attempt_id", distinct=True))
     )
+    bounced_later = counts.pop("bounced_later")
     return {
         **counts,
-        "delivered": max(run.sent_count - counts["bounced"], 0),
+        "delivered": max(run.sent_count - bounced_later, 0),
         "severities": severities,
     }

@@ -260,3 +260,26 @@ def test_the_demo_audience_has_tags_fields_a_segment_and_a_form(client):
         HTTP_ACCEPT_LANGUAGE="en",
     )
     assert "4 recipients match now." in segment_page.content.decode()
+
+
+def test_the_demo_report_shows_a_bounce_a_soft_bounce_and_a_complaint(db):
+    from django.core.management import call_command
+
+    from core.models import MailingRun, Suppression
+    from core.services.events import run_followed
+
+    call_command("load_demo_data", verbosity=0)
+    run = MailingRun.objects.get(pk=9001)
+    assert run_followed(run=run) == {
+        "bounced": 2,
+        "complained": 1,
+        "unsubscribed": 0,
+        "delivered": 5,
+        "severities": {"hard": 1, "soft": 1},
+    }
+    assert set(
+        Suppression.objects.filter(owner=run.owner).values_list("email", "reason")
+    ) >= {
+        ("no-such-mailbox@example.com", "hard_bounce"),
+        ("natalia.ivanova@example.net", "complaint"),
+    }

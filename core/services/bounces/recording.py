@@ -8,8 +8,9 @@ One batch at a time, in a few statements:
   once SOFT_BOUNCE_LIMIT of them fell within 30 days; policy and content
   refusals never count against the address;
 - a complaint suppresses the address and the owner is told;
-- a run whose bounces pass 10 % of at least 100 sent, or whose complaints
-  pass 0.3 %, suspends its owner's sending: the owner and the managers are
+- a run whose bounces pass 10 % of at least 100 messages the servers
+  answered (sent, or refused at send time), or whose complaints pass
+  0.3 %, suspends its owner's sending: the owner and the managers are
   told, and a manager resumes it (Users → resume sending).
 """
 
@@ -21,7 +22,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -201,9 +202,15 @@ def runs_judge(*, run_ids, now) -> list[int]:
     the ids of the owners suspended now."""
     if not run_ids:
         return []
+    # The messages the servers answered for: sent, or refused at send time
+    # (those refusals are bounces too).
     runs = (
-        MailingRun.objects.filter(pk__in=run_ids, sent_count__gte=RATE_MINIMUM_SENT)
-        .filter(owner__sending_suspended_at__isnull=True)
+        MailingRun.objects.annotate(answered=F("sent_count") + F("failed_count"))
+        .filter(
+            pk__in=run_ids,
+            answered__gte=RATE_MINIMUM_SENT,
+            owner__sending_suspended_at__isnull=True,
+        )
         .annotate(
             bounced=Count("attempts", filter=Q(attempts__bounced_at__isnull=False)),
             complained=Count(
@@ -214,8 +221,8 @@ def runs_judge(*, run_ids, now) -> list[int]:
     )
     suspended = []
     for run in runs:
-        bounce_rate = run.bounced / run.sent_count
-        complaint_rate = run.complained / run.sent_count
+        bounce_rate = run.bounced / run.answered
+        complaint_rate = run.complained / run.answered
         if bounce_rate <= BOUNCE_RATE_LIMIT and complaint_rate <= COMPLAINT_RATE_LIMIT:
             continue
         if run.owner_id in suspended:
@@ -228,7 +235,7 @@ def runs_judge(*, run_ids, now) -> list[int]:
                 "%(complaint_limit).1f%%). Clean the list, then ask a manager "
                 "to resume sending."
             ) % {
-                "sent": run.sent_count,
+                "sent": run.answered,
                 "mailing": run.mailing.title,
                 "bounce": bounce_rate * 100,
                 "complaint": complaint_rate * 100,
