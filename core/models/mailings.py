@@ -28,6 +28,11 @@ class MailingStatus(models.TextChoices):
 ACTIVE_STATUSES = (MailingStatus.CREATED, MailingStatus.RUNNING)
 
 
+def active_q() -> Q:
+    """Mailings still to send: `active()`, and what counts them."""
+    return Q(status__in=ACTIVE_STATUSES)
+
+
 class Message(OwnedModel):
     """What a mailing sends: a subject and a body, personalised per recipient."""
 
@@ -107,7 +112,7 @@ class MailingQuerySet(OwnedQuerySet):
 
     def active(self):
         """Enabled mailings that still have an occurrence ahead."""
-        return self.filter(status__in=ACTIVE_STATUSES)
+        return self.filter(active_q())
 
     def due(self, now):
         """Mailings the scheduler must run now: enabled, their owner neither

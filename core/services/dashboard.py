@@ -14,8 +14,9 @@ from django.db.models import Count, IntegerField, Q, Subquery, Window
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from core.models import Attempt, Client, Mailing, User
+from core.models import Attempt, Client, Event, Mailing, UnreadBounce, User
 from core.models.base import sees_all
+from core.models.mailings import active_q
 
 DASHBOARD_DAYS = 30
 DASHBOARD_TOP_OWNERS = 50
@@ -24,6 +25,7 @@ DASHBOARD_CACHE_SECONDS = 60
 # Attempts in any other status (queued, sending, skipped, unknown) are
 # neither a success nor a failure yet, and are not counted.
 SENT, FAILED = Attempt.Status.SENT, Attempt.Status.FAILED
+BOUNCE, COMPLAINT = Event.Kind.BOUNCE, Event.Kind.COMPLAINT
 COUNTED_STATUSES = (SENT, FAILED)
 
 # The chart's drawing box, in SVG user units; the page scales it to the card.
@@ -41,7 +43,7 @@ def dashboard_figures(*, user) -> dict:
     """
     # Superusers and managers (global `view_mailing`) see the whole service.
     service = sees_all(user, Mailing)
-    key = "core:dashboard:v1:" + ("service" if service else f"user:{user.pk}")
+    key = "core:dashboard:v2:" + ("service" if service else f"user:{user.pk}")
     figures = cache.get(key)
     if figures is None:
         figures = _figures_compute(owner=None if service else user)
@@ -82,8 +84,10 @@ def _figures_compute(*, owner) -> dict:
         "scope": "service" if owner is None else "own",
         "first_day": first_day,
         "last_day": today,
-        "mailings_total": mailings.count(),
-        "mailings_active": mailings.active().count(),
+        **mailings.aggregate(
+            mailings_total=Count("pk"),
+            mailings_active=Count("pk", filter=active_q()),
+        ),
         "recipients": clients.count(),
         "sent": sum(day["sent"] for day in days),
         "failed": sum(day["failed"] for day in days),
@@ -91,11 +95,53 @@ def _figures_compute(*, owner) -> dict:
         "owners": [],
         "owners_more": 0,
     }
+    followed = _followed(owner=owner, since=bounds[0], until=bounds[-1])
+    figures.update(
+        bounced=sum(n for (_, kind), n in followed.items() if kind == BOUNCE),
+        complained=sum(n for (_, kind), n in followed.items() if kind == COMPLAINT),
+    )
+    answered = figures["sent"] + figures["failed"]
+    figures["bounce_rate"] = _rate(figures["bounced"], answered)
+    figures["complaint_rate"] = _rate(figures["complained"], answered)
     if owner is None:
         figures["owners"], figures["owners_more"] = _attempts_per_owner(
             since=bounds[0], until=bounds[-1]
         )
+        _owners_followed(figures["owners"], followed)
+        figures["unread_bounces"] = UnreadBounce.objects.count()
     return figures
+
+
+def _rate(part: int, whole: int) -> float:
+    """A percentage, to two places; 0 when nothing was sent."""
+    return round(100 * part / whole, 2) if whole else 0.0
+
+
+def _followed(*, owner, since, until) -> dict:
+    """{(owner id, kind): messages} of the bounces and complaints that arrived
+    in the window, one per message whatever the number of reports about it;
+    one grouped query for the service's figures and its owners' alike."""
+    events = Event.objects.filter(
+        kind__in=[BOUNCE, COMPLAINT], at__gte=since, at__lt=until
+    )
+    if owner is not None:
+        events = events.filter(owner=owner)
+    rows = (
+        events.order_by()
+        .values_list("owner_id", "kind")
+        .annotate(n=Count("attempt_id", distinct=True))
+    )
+    return {(owner_id, kind): n for owner_id, kind, n in rows}
+
+
+def _owners_followed(owners: list[dict], followed: dict) -> None:
+    """Each listed owner's bounce and complaint rates in the window."""
+    for row in owners:
+        answered = row["sent_recent"] + row["failed_recent"]
+        row["bounced_recent"] = followed.get((row["id"], BOUNCE), 0)
+        row["complained_recent"] = followed.get((row["id"], COMPLAINT), 0)
+        row["bounce_rate"] = _rate(row["bounced_recent"], answered)
+        row["complaint_rate"] = _rate(row["complained_recent"], answered)
 
 
 def _attempts_per_day_of_service(*, zone, bounds) -> dict:

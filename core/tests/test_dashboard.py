@@ -284,3 +284,45 @@ def test_anonymous_visitor_is_sent_to_the_login_page(client):
     assert response.status_code == 302
     assert "login" in response["Location"]
     assert response.context is None or "dashboard" not in response.context
+
+
+def test_bounce_and_complaint_rates_are_per_message_and_per_owner(
+    owner_a, owner_b, manager
+):
+    from core.models import Event, UnreadBounce
+
+    def event(attempt, kind, at=NOW, **fields):
+        Event.objects.create(
+            owner_id=attempt.owner_id,
+            run_id=attempt.run_id,
+            attempt=attempt,
+            kind=kind,
+            at=at,
+            **fields,
+        )
+
+    sent = list(Attempt.objects.filter(owner=owner_a, status=Status.SENT))
+    event(sent[0], "bounce", severity="hard")
+    event(sent[0], "bounce", severity="hard")  # a second report, same message
+    event(sent[1], "complaint")
+    event(sent[2], "bounce", at=NOW - timedelta(days=40))  # outside the window
+    UnreadBounce.objects.create(mailbox="maildir://x", key="1", reason="?")
+
+    own = dashboard_figures(user=owner_a)
+    # Five attempts were answered in the window: four sent, one refused.
+    assert (own["bounced"], own["complained"]) == (1, 1)
+    assert (own["bounce_rate"], own["complaint_rate"]) == (20.0, 20.0)
+    assert "unread_bounces" not in own
+
+    service = dashboard_figures(user=manager)
+    assert (service["bounced"], service["complained"]) == (1, 1)
+    assert service["unread_bounces"] == 1
+    rows = {row["email"]: row for row in service["owners"]}
+    assert (
+        rows[owner_a.email]["bounce_rate"],
+        rows[owner_a.email]["complaint_rate"],
+    ) == (
+        20.0,
+        20.0,
+    )
+    assert rows[owner_b.email]["bounced_recent"] == 0
