@@ -452,13 +452,13 @@ def preferences(request, token):
             message=message,
         )
         messages.success(request, _("Your preferences are saved."))
-        return redirect("preferences", token=token)
+        return redirect(request.get_full_path())
     if action == "unsubscribe":
         privacy.preferences_unsubscribe(
             client=client, ip=ip, user_agent=agent, message=message
         )
         messages.success(request, _("You are unsubscribed from all mailings."))
-        return redirect("preferences", token=token)
+        return redirect(request.get_full_path())
     if action == "download":
         response = JsonResponse(
             privacy.client_data(client=client),

@@ -463,6 +463,19 @@ class Attempt(models.Model):
                 name="attempt_queued_idx",
                 condition=Q(status="queued"),
             ),
+            # A run's bounces and complaints are counted after every batch
+            # of reports: from these, not from all of its attempts. Empty
+            # when a run is queued, so they cost the enqueue nothing.
+            models.Index(
+                fields=["run"],
+                name="attempt_bounced_idx",
+                condition=Q(bounced_at__isnull=False),
+            ),
+            models.Index(
+                fields=["run"],
+                name="attempt_complained_idx",
+                condition=Q(complained_at__isnull=False),
+            ),
             # Recovery looks for claims that outlived their lease.
             models.Index(
                 fields=["claimed_at"],

@@ -604,3 +604,98 @@ def test_the_runs_report_says_what_followed(client, maildir):
         f"/admin/core/event/?run__id__exact={run.pk}", HTTP_ACCEPT_LANGUAGE="en"
     )
     assert events.status_code == 200 and b"gone@example.org" in events.content
+
+
+# --- from an independent review ----------------------------------------------
+
+
+def test_a_refused_return_path_at_send_time_blames_no_recipient(owner, smtp_server):
+    people_ = [
+        Client.objects.create(owner=owner, email=f"p{i}@example.org") for i in range(2)
+    ]
+    smtp_server.recorder.refuse_sender = (
+        "550 5.1.0 <bounces@mail.example.com>: Sender address rejected: User unknown"
+    )
+    due_mailing(owner, people_)
+    dispatch_tick()
+    assert Attempt.objects.filter(status=Attempt.Status.FAILED).count() == 2
+    assert set(Event.objects.values_list("severity", flat=True)) == {"policy"}
+    assert not Suppression.objects.exists()
+
+
+def test_retries_that_ran_out_are_no_bounce(owner, smtp_server, settings):
+    settings.SMTP_MAX_RETRIES = 1
+    person = Client.objects.create(owner=owner, email="grey@example.org")
+    smtp_server.recorder.reject["grey@example.org"] = "450 4.7.1 Greylisted"
+    due_mailing(owner, [person])
+    dispatch_tick()
+    assert Attempt.objects.get().status == Attempt.Status.FAILED
+    assert not Event.objects.exists() and not Suppression.objects.exists()
+
+
+def test_soft_bounces_count_messages_not_reports_whatever_the_case(maildir, settings):
+    settings.SOFT_BOUNCE_LIMIT = 3
+    owner = UserFactory()
+    once = sent_attempt(owner=owner, email="one@example.org")
+    for n in range(3):  # three reports about one message
+        maildir.add(dsn(once, status="4.2.2", message_id=f"<r{n}@mx>"))
+    bounces_process()
+    assert not Suppression.objects.exists()
+    for n in range(3):
+        attempt = sent_attempt(owner=owner, email="Full@Example.org")
+        maildir.add(dsn(attempt, status="4.2.2", message_id=f"<c{n}@mx>"))
+    bounces_process()
+    assert list(Suppression.objects.values_list("email", "reason")) == [
+        ("full@example.org", Suppression.Reason.SOFT_BOUNCES)
+    ]
+
+
+def test_a_bounce_that_arrives_while_its_batch_is_sending_counts(maildir):
+    attempt = sent_attempt(status=Attempt.Status.SENDING)
+    maildir.add(dsn(attempt))
+    assert bounces_process().bounces == 1
+
+
+def test_a_message_of_thousands_of_parts_is_left_at_once(maildir):
+    import time
+
+    parts = "".join(f"--X\nContent-Type: text/plain\n\n{n}\n" for n in range(20_000))
+    maildir.add(
+        f"Subject: parts\nMIME-Version: 1.0\n"
+        f'Content-Type: multipart/mixed; boundary="X"\n\n{parts}--X--\n'.encode()
+    )
+    started = time.monotonic()
+    intake = bounces_process()
+    assert time.monotonic() - started < 30
+    assert intake.left == 1
+    assert UnreadBounce.objects.get().reason == "could not be parsed"
+
+
+def test_one_complaint_does_not_pause_a_run_three_do(maildir):
+    owner = UserFactory(email="shop@example.com")
+    run = MailingRunFactory(mailing__owner=owner, sent_count=300)
+    readers = [AttemptFactory(run=run, email=f"c{i}@example.org") for i in range(3)]
+    maildir.add(arf(readers[0], message_id="<a0@x>"))
+    bounces_process()
+    owner.refresh_from_db()
+    assert owner.sending_suspended_at is None
+    for n, reader in enumerate(readers[1:], start=1):
+        maildir.add(arf(reader, message_id=f"<a{n}@x>"))
+    bounces_process()
+    owner.refresh_from_db()
+    assert owner.sending_suspended_at is not None
+
+
+@pytest.mark.slow
+def test_a_pop3_message_with_a_long_line_is_read_like_any_other(dovecot_box, settings):
+    settings.BOUNCE_MAILBOX_CA_FILE = str(dovecot_box.cafile)
+    attempt = sent_attempt(email="anna@example.org")
+    dovecot_box.append(b"Subject: long\r\n\r\n" + b"x" * 5000 + b"\r\n")
+    dovecot_box.append(dsn(attempt))
+    intake = bounces_process(url=dovecot_box.pop3s_url)
+    # poplib alone refuses lines over 2 KB, and the session with them.
+    assert (intake.read, intake.bounces, intake.left) == (2, 1, 1)
+    assert (
+        UnreadBounce.objects.get().reason == "not a bounce or a complaint we can read"
+    )
+    assert dovecot_box.count() == 1

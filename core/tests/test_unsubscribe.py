@@ -187,3 +187,29 @@ def test_an_unsubscribe_of_someone_never_mailed_records_no_event(client, owner):
     person.refresh_from_db()
     assert person.unsubscribed_at is not None
     assert not Event.objects.exists()
+
+
+def test_an_older_messages_link_counts_for_its_own_run(client, owner, smtp_server):
+    from core.models import Attempt, Event
+
+    (person,) = people(owner, 1)
+    _, first = _mailing_with_links(owner, smtp_server, [person])
+    smtp_server.recorder.messages.clear()
+    _mailing_with_links(owner, smtp_server, [person])
+    older = Attempt.objects.order_by("pk").first()
+    client.post(first[person.email][0])
+    assert list(Event.objects.values_list("attempt_id", flat=True)) == [older.pk]
+
+
+def test_the_preference_page_keeps_its_message_after_a_save(client, owner, smtp_server):
+    from core.models import Attempt, Event
+
+    (person,) = people(owner, 1)
+    _, first = _mailing_with_links(owner, smtp_server, [person])
+    smtp_server.recorder.messages.clear()
+    _mailing_with_links(owner, smtp_server, [person])
+    older = Attempt.objects.order_by("pk").first()
+    saved = client.post(first[person.email][1], {"action": "save", "full_name": "А"})
+    assert "?m=" in saved["Location"]
+    client.post(saved["Location"], {"action": "unsubscribe"})
+    assert set(Event.objects.values_list("attempt_id", flat=True)) == {older.pk}

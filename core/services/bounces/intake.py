@@ -23,7 +23,13 @@ from django.utils.translation import gettext as _
 from core.models import Event, UnreadBounce
 
 from . import reports as r
-from .mailboxes import MAX_BYTES, MailboxError, mailbox_name, mailbox_open
+from .mailboxes import (
+    MAX_BYTES,
+    MailboxError,
+    UndownloadedError,
+    mailbox_name,
+    mailbox_open,
+)
 from .recording import Finding, findings_record
 
 logger = logging.getLogger(__name__)
@@ -98,6 +104,10 @@ def _batch(box, name, keys, intake, *, now) -> None:
         data = raw.get(key)
         if data is None:
             continue  # removed meanwhile
+        if isinstance(data, UndownloadedError):
+            _leave(name, key, size=0, reason=_("could not be downloaded"))
+            intake.left += 1
+            continue
         intake.read += 1
         try:
             report = r.report_read(data)

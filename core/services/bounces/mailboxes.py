@@ -28,6 +28,10 @@ class MailboxError(Exception):
     """The mailbox could not be read: unreachable, refused login, bad URL."""
 
 
+class UndownloadedError(Exception):
+    """One message the server would not hand over (what `fetch` gives for it)."""
+
+
 def mailbox_name(url: str) -> str:
     """The URL without its password: how logs and managers see a mailbox."""
     parts = urlsplit(url)
@@ -116,12 +120,23 @@ class _Imap:
         uids = ",".join(key.partition(":")[2] for key in keys)
         if not uids:
             return {}
-        status, data = self.imap.uid("FETCH", uids, "(BODY.PEEK[])")
+        try:
+            status, data = self.imap.uid("FETCH", uids, "(BODY.PEEK[])")
+        except (OSError, imaplib.IMAP4.error) as error:
+            raise MailboxError(f"IMAP fetch: {error}") from error
         found = {}
-        for item in data or []:
+        data = list(data or [])
+        for index, item in enumerate(data):
             if isinstance(item, tuple):
-                uid = _item(item[0].decode(), "UID")
-                found[f"{self.validity}:{uid}"] = item[1]
+                uid = _item(item[0].decode(errors="replace"), "UID")
+                if not uid and index + 1 < len(data):
+                    # The server may send UID after the message (RFC 3501
+                    # lets it): it is then in the line that follows.
+                    after = data[index + 1]
+                    if isinstance(after, bytes):
+                        uid = _item(after.decode(errors="replace"), "UID")
+                if uid:
+                    found[f"{self.validity}:{uid}"] = item[1]
         return found
 
     def delete(self, keys: list[str]) -> None:
@@ -139,17 +154,43 @@ class _Imap:
             pass
 
 
+class _LongLines:
+    """poplib refuses any line over 2 KB ("line too long"), and the session
+    is lost with it; returned HTML often has longer ones. Lines up to the
+    size of a message we read at all are taken."""
+
+    def _getline(self):
+        line = self.file.readline(MAX_BYTES + 1)
+        if len(line) > MAX_BYTES:
+            raise poplib.error_proto("line too long")
+        if not line:
+            raise poplib.error_proto("-ERR EOF")
+        if line[-2:] == b"\r\n":
+            return line[:-2], len(line)
+        if line[:1] == b"\r":
+            return line[1:-1], len(line)
+        return line[:-1], len(line)
+
+
+class _POP3(_LongLines, poplib.POP3):
+    pass
+
+
+class _POP3_SSL(_LongLines, poplib.POP3_SSL):
+    pass
+
+
 class _Pop3:
     def __init__(self, parts):
         user, password = _credentials(parts)
         host, port = parts.hostname, parts.port or PORTS[parts.scheme]
         try:
             if parts.scheme == "pop3s":
-                self.pop = poplib.POP3_SSL(
+                self.pop = _POP3_SSL(
                     host, port, context=_tls_context(), timeout=TIMEOUT
                 )
             else:
-                self.pop = poplib.POP3(host, port, timeout=TIMEOUT)
+                self.pop = _POP3(host, port, timeout=TIMEOUT)
                 try:
                     if "STLS" in self.pop.capa():
                         self.pop.stls(context=_tls_context())
@@ -174,7 +215,15 @@ class _Pop3:
     def fetch(self, keys: list[str]) -> dict[str, bytes]:
         found = {}
         for key in keys:
-            _, lines, _ = self.pop.retr(self.numbers[key])
+            try:
+                _, lines, _ = self.pop.retr(self.numbers[key])
+            except poplib.error_proto as error:
+                # poplib refuses lines over 2 KB ("line too long"): the
+                # message is left, listed, and the pass goes on.
+                found[key] = UndownloadedError(str(error))
+                continue
+            except OSError as error:
+                raise MailboxError(f"POP3 fetch: {error}") from error
             found[key] = b"\r\n".join(lines) + b"\r\n"
         return found
 

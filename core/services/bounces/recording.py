@@ -22,7 +22,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F
+from django.db.models.functions import Lower
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -39,6 +40,9 @@ SOFT_WINDOW = timedelta(days=30)
 RATE_MINIMUM_SENT = 100
 BOUNCE_RATE_LIMIT = 0.10
 COMPLAINT_RATE_LIMIT = 0.003
+# Complaints a run needs besides the rate: any recipient can send a report
+# about their own message, and one of them must not stop a small list.
+COMPLAINTS_MINIMUM = 3
 # What a failure must say to count against the address.
 COUNTING = (sev.HARD, sev.SOFT)
 
@@ -75,8 +79,11 @@ def findings_record(findings: list[Finding], *, now=None) -> Recorded:
         row["pk"]: row
         for row in Attempt.objects.filter(
             pk__in={f.attempt_id for f in findings},
+            # "sending": a fast relay's DSN can arrive before the batch
+            # that sent it is recorded.
             status__in=[
                 Attempt.Status.SENT,
+                Attempt.Status.SENDING,
                 Attempt.Status.FAILED,
                 Attempt.Status.UNKNOWN,
             ],
@@ -154,19 +161,22 @@ def _suppress(bounced, complained, attempts, now) -> int:
     }
     if soft:
         owners = {owner for owner, _ in soft}
+        # Messages that soft-bounced, not reports: two reports of one
+        # message are one bounce.
         counted = (
             Event.objects.filter(
                 owner_id__in=owners,
                 kind=Event.Kind.BOUNCE,
                 severity=sev.SOFT,
                 at__gte=now - SOFT_WINDOW,
-                attempt__email__in={email for _, email in soft},
             )
-            .values_list("owner_id", "attempt__email")
-            .annotate(n=Count("id"))
+            .annotate(address=Lower("attempt__email"))
+            .filter(address__in={email for _, email in soft})
+            .values_list("owner_id", "address")
+            .annotate(n=Count("attempt_id", distinct=True))
         )
         for owner_id, email, n in counted:
-            if (owner_id, email.lower()) in soft and n >= settings.SOFT_BOUNCE_LIMIT:
+            if (owner_id, email) in soft and n >= settings.SOFT_BOUNCE_LIMIT:
                 by_reason[Suppression.Reason.SOFT_BOUNCES][owner_id].add(email)
     total = 0
     for reason, owners in by_reason.items():
@@ -204,26 +214,39 @@ def runs_judge(*, run_ids, now) -> list[int]:
         return []
     # The messages the servers answered for: sent, or refused at send time
     # (those refusals are bounces too).
-    runs = (
+    runs = list(
         MailingRun.objects.annotate(answered=F("sent_count") + F("failed_count"))
         .filter(
             pk__in=run_ids,
             answered__gte=RATE_MINIMUM_SENT,
             owner__sending_suspended_at__isnull=True,
         )
-        .annotate(
-            bounced=Count("attempts", filter=Q(attempts__bounced_at__isnull=False)),
-            complained=Count(
-                "attempts", filter=Q(attempts__complained_at__isnull=False)
-            ),
-        )
         .select_related("owner", "mailing")
     )
+    # Read from the partial indexes of bounced and complained attempts, not
+    # from every attempt of the runs.
+    ids = [run.pk for run in runs]
+    bounced, complained = (
+        dict(
+            Attempt.objects.filter(run_id__in=ids, **{f"{column}__isnull": False})
+            .order_by()
+            .values_list("run_id")
+            .annotate(n=Count("pk"))
+        )
+        for column in ("bounced_at", "complained_at")
+    )
+    for run in runs:
+        run.bounced = bounced.get(run.pk, 0)
+        run.complained = complained.get(run.pk, 0)
     suspended = []
     for run in runs:
         bounce_rate = run.bounced / run.answered
         complaint_rate = run.complained / run.answered
-        if bounce_rate <= BOUNCE_RATE_LIMIT and complaint_rate <= COMPLAINT_RATE_LIMIT:
+        too_many_complaints = (
+            complaint_rate > COMPLAINT_RATE_LIMIT
+            and run.complained >= COMPLAINTS_MINIMUM
+        )
+        if bounce_rate <= BOUNCE_RATE_LIMIT and not too_many_complaints:
             continue
         if run.owner_id in suspended:
             continue

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from email import policy
 from email.header import decode_header, make_header
+from itertools import islice
 
 from flufl.bounce import all_failures
 
@@ -35,6 +36,7 @@ ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-
 # How much of a message is searched for tokens and codes: a report is short;
 # a 10 MB attachment is not read through.
 TEXT_LIMIT = 256 * 1024
+MAX_PARTS = 100
 
 
 @dataclass
@@ -67,6 +69,10 @@ class Report:
         return self.failures[0] if self.failures else None
 
 
+class Unreadable(Exception):
+    """A message too odd to parse safely: it stays in the mailbox."""
+
+
 def report_read(raw: bytes) -> Report:
     message = email.message_from_bytes(raw, policy=policy.compat32)
     report = Report(
@@ -74,6 +80,10 @@ def report_read(raw: bytes) -> Report:
         sender=_header(message, "From"),
         fingerprint=_fingerprint(message, raw),
     )
+    # A report has a few parts; thousands of them would make the detectors
+    # (and the email package) take minutes over one message.
+    if sum(1 for _ in islice(message.walk(), MAX_PARTS + 1)) > MAX_PARTS:
+        raise Unreadable(f"more than {MAX_PARTS} MIME parts")
     report.attempt_id = _attempt_of(message)
     feedback = _part(message, "message/feedback-report")
     if feedback is not None:
@@ -182,7 +192,10 @@ def _text(message, *, headers: bool = False) -> str:
     pieces, size = [], 0
     if headers:
         pieces.append("\n".join(f"{k}: {v}" for k, v in message.items()))
-    for part in message.walk():
+        size = len(pieces[0])
+    for number, part in enumerate(message.walk()):
+        if number > MAX_PARTS:
+            break
         if (
             headers
             and part is not message
@@ -199,7 +212,7 @@ def _text(message, *, headers: bool = False) -> str:
             "message/delivery-status",
         ):
             pieces.append(_decoded(part))
-        size = sum(map(len, pieces))
+            size += len(pieces[-1])
         if size > TEXT_LIMIT:
             break
     return "\n".join(pieces)[:TEXT_LIMIT]

@@ -45,6 +45,14 @@ WORDS = (
 )
 
 
+# An answer about the sender (our return path, our domain), whatever its code:
+# Postfix's "Sender address rejected", sender verification, SPF on MAIL FROM.
+SENDER = re.compile(
+    r"sender address|sender (verify|verification|domain|rejected|not allowed)"
+    r"|mail from|envelope.?from|from address|отправител"
+)
+
+
 def enhanced_status(text: str) -> str:
     """The first enhanced status code in `text` ("5.1.1"), or ""."""
     match = ENHANCED.search(text or "")
@@ -55,9 +63,14 @@ def severity_of(status: str, text: str = "") -> str:
     """The severity of a final failure with `status` (may be "") and the
     server's `text`."""
     status = status or enhanced_status(text)
-    words = _by_words((text or "").lower())
+    lowered = (text or "").lower()
+    if SENDER.search(lowered):
+        return POLICY  # our return path or domain was refused, not the address
+    words = _by_words(lowered)
     if status:
         klass, subject, detail = status.split(".")
+        if subject == "7":
+            return POLICY  # 4.7.x too: greylisting, rate limits, reputation
         if klass == "4":
             return SOFT
         by_code = _by_code(subject, detail)

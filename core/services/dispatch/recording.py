@@ -47,8 +47,9 @@ WRITTEN = (
 
 
 def _refusals_record(results, *, written, now) -> None:
-    """A final refusal at send time is a bounce like one read from the
-    mailbox: a 5xx user unknown suppresses the address at once."""
+    """A 5xx at send time is a bounce like one read from the mailbox: a user
+    unknown suppresses the address at once. Retries that ran out (4xx) are
+    not: greylisting and rate limits say nothing of the address."""
     refused = [
         Finding(
             attempt_id=result.attempt.pk,
@@ -62,7 +63,7 @@ def _refusals_record(results, *, written, now) -> None:
         for result in results
         if result.outcome == Outcome.FAILED
         and result.tried
-        and result.response[:1] in ("4", "5")
+        and result.response[:1] == "5"
         and result.attempt.pk in written
     ]
     if refused:

@@ -77,7 +77,7 @@ def verp_message_id(attempt_id: int, domain: str, token: str = "") -> str:
     return make_msgid(idstring=token or verp_token(attempt_id), domain=domain)
 
 
-def attempts_named(text: str) -> list[int]:
+def attempts_named(text: str, *, tries: int = 20) -> list[int]:
     """The attempts whose verified tokens `text` holds, in order, each once.
 
     A token is looked for wherever our address or Message-ID may be quoted:
@@ -85,7 +85,9 @@ def attempts_named(text: str) -> list[int]:
     report's fields.
     """
     found = []
-    for match in TOKEN.finditer(text.lower()):
+    for number, match in enumerate(TOKEN.finditer(text.lower())):
+        if number >= tries:  # a report quotes ours a few times, not thousands
+            break
         attempt_id = token_attempt(match[1], match[2])
         if attempt_id is not None and attempt_id not in found:
             found.append(attempt_id)
