@@ -6,7 +6,7 @@ and the send path for a 5xx answered at send time.
 
 from .intake import Intake, bounces_process
 from .mailboxes import MailboxError
-from .recording import Finding, findings_record, runs_judge
+from .recording import Finding, findings_record
 
 __all__ = [
     "Finding",
@@ -14,5 +14,4 @@ __all__ = [
     "MailboxError",
     "bounces_process",
     "findings_record",
-    "runs_judge",
 ]

@@ -60,14 +60,6 @@ class Report:
     subject: str = ""
     sender: str = ""
 
-    def failure_for(self, address: str) -> Failure | None:
-        """The failure about `address`, else the first (a forwarded address
-        fails under another name)."""
-        for failure in self.failures:
-            if failure.address.lower() == address.lower():
-                return failure
-        return self.failures[0] if self.failures else None
-
 
 class Unreadable(Exception):
     """A message too odd to parse safely: it stays in the mailbox."""

@@ -61,14 +61,9 @@ def token_attempt(key: str, mac: str) -> int | None:
     return int(key, 36)
 
 
-def bounce_address() -> str:
-    """BOUNCE_ADDRESS, the plain address the VERP ones are made from."""
-    return settings.BOUNCE_ADDRESS
-
-
 def verp_address(attempt_id: int, token: str = "") -> str:
     """The envelope sender of one attempt's message."""
-    local, _, domain = bounce_address().rpartition("@")
+    local, _, domain = settings.BOUNCE_ADDRESS.rpartition("@")
     return f"{local}+{token or verp_token(attempt_id)}@{domain}"
 
 
