@@ -123,7 +123,12 @@ class EmailForm(forms.Form):
 class ProfileForm(forms.ModelForm):
     class Meta:
         model = User
-        fields = ["full_name"]
+        fields = [
+            "full_name",
+            "track_opens_default",
+            "track_clicks_default",
+            "track_recipients_default",
+        ]
 
 
 # --- subscribing ----------------------------------------------------------

@@ -83,9 +83,9 @@ def _at(line: int, text: str) -> str:
     return _("Line %(line)s: %(error)s") % {"line": line, "error": text}
 
 
-def _scan(source: str) -> None:
+def _scan(source: str, *, slack: int = 0) -> None:
     """Refuse what would make lexing or parsing slow or deep, in one pass."""
-    if len(source) > MAX_SOURCE:
+    if len(source) > MAX_SOURCE + slack:
         raise TemplateRefused(
             _("The text is longer than %(max)s characters.") % {"max": MAX_SOURCE}
         )
@@ -175,8 +175,8 @@ def _scan(source: str) -> None:
         )
 
 
-def _parse(source: str):
-    _scan(source)
+def _parse(source: str, *, slack: int = 0):
+    _scan(source, slack=slack)
     try:
         return ENGINE.from_string(source)
     except TemplateRefused:
@@ -239,9 +239,12 @@ def _known(variable: Variable) -> bool:
 # Compiled once per text, not once per recipient: a Template renders safely
 # from many threads (its per-render state lives in the context).
 @functools.lru_cache(maxsize=256)
-def template_compile(source: str):
-    """The template to render; TemplateRefused if sending it is unsafe."""
-    return _parse(source)
+def template_compile(source: str, *, slack: int = 0):
+    """The template to render; TemplateRefused if sending it is unsafe.
+
+    `slack`: what the sender may add to a saved part's length (a tracked
+    message's pixel and hidden link)."""
+    return _parse(source, slack=slack)
 
 
 def template_error(source: str) -> str:

@@ -41,6 +41,8 @@ urlpatterns = [
     ),
     path("profile/", views.profile, name="profile"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path("t/o/<str:token>/", views.track_open, name="track_open"),
+    path("t/c/<str:token>/<int:index>/", views.track_click, name="track_click"),
     path("preferences/<str:token>/", views.preferences, name="preferences"),
     path(
         "subscribe/confirm/<str:token>/",

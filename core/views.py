@@ -1,5 +1,7 @@
 """The public site: home, blog and accounts. Views parse input and call services."""
 
+import base64
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
@@ -7,7 +9,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
 from django.db import transaction
-from django.http import Http404, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
 from django.utils.decorators import method_decorator
@@ -29,8 +31,16 @@ from .forms import (
     SignupForm,
     SubscribeForm,
 )
-from .models import Client, SubscriptionForm
-from .services import accounts, blog, privacy, site, subscriptions, throttles
+from .models import Client, Event, SubscriptionForm
+from .services import (
+    accounts,
+    blog,
+    privacy,
+    site,
+    subscriptions,
+    throttles,
+    tracking,
+)
 from .services.events import MESSAGE_PARAMETER
 from .services.unsubscribe import client_for_unsubscribe, client_unsubscribe
 
@@ -296,6 +306,46 @@ def unsubscribe(request, token):
         template,
         {"outcome": outcome, "email": client.email, "token": token},
     )
+
+
+# A transparent 1×1 GIF, the smallest image every mail program shows.
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NOT_STORED = "no-store, no-cache, must-revalidate, max-age=0, private"
+
+
+def _tracked(request, token, kind, index=None):
+    return tracking.event_record(
+        token=token,
+        kind=kind,
+        index=index,
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:500],
+        method=request.method,
+    )
+
+
+@require_safe
+def track_open(request, token):
+    """The pixel: always the image, recorded only when its token verifies."""
+    _tracked(request, token, Event.Kind.OPEN)
+    response = HttpResponse(PIXEL, content_type="image/gif")
+    response["Cache-Control"] = NOT_STORED
+    return response
+
+
+@require_safe
+def track_click(request, token, index):
+    """A tracked link: on to the link the run holds at `index`, never to an
+    address from the request."""
+    good, url = _tracked(request, token, Event.Kind.CLICK, index)
+    if not good:
+        raise Http404
+    if not url:  # the hidden link: a scanner's, or a person's by mistake
+        response = HttpResponse(status=204)
+    else:
+        response = HttpResponseRedirect(url)
+    response["Cache-Control"] = NOT_STORED
+    response["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 SUBMITTED_MAX = 5000

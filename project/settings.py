@@ -338,6 +338,9 @@ BOUNCE_MAILBOX_CA_FILE = env.str("BOUNCE_MAILBOX_CA_FILE", default="")
 BOUNCE_PERIOD_MINUTES = env.int("BOUNCE_PERIOD_MINUTES", default=5)
 # Soft bounces of one address within 30 days that suppress it.
 SOFT_BOUNCE_LIMIT = env.int("SOFT_BOUNCE_LIMIT", default=3)
+# Opens and clicks this many seconds after delivery or sooner are counted as
+# a machine's (a link scanner or a prefetcher), not a person's.
+TRACKING_MACHINE_SECONDS = env.int("TRACKING_MACHINE_SECONDS", default=10)
 
 SUPERUSER_EMAIL = env.str("SUPERUSER_EMAIL", default="")
 SUPERUSER_PASSWORD = env.str("SUPERUSER_PASSWORD", default="")

@@ -42,6 +42,9 @@ class MailingForm(OwnedForm):
             "start_at",
             "end_at",
             "periodicity",
+            "track_opens",
+            "track_clicks",
+            "track_recipients",
         ]
         widgets = {
             "tags": forms.CheckboxSelectMultiple,
@@ -121,6 +124,10 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
         ),
         (_("Schedule"), {"fields": ("start_at", "end_at", "periodicity")}),
         (
+            _("Opens and clicks"),
+            {"fields": ("track_opens", "track_clicks", "track_recipients")},
+        ),
+        (
             _("State"),
             {"fields": ("status_badge", "is_enabled", "next_run_at", "last_run_at")},
         ),
@@ -137,6 +144,13 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
             .prefetch_related("segments")
             .annotate(recipient_count=Coalesce(Subquery(_audience_size()), 0))
         )
+
+    def get_changeform_initial_data(self, request):
+        """A new mailing tracks what its owner's profile says."""
+        initial = super().get_changeform_initial_data(request)
+        for name in ("track_opens", "track_clicks", "track_recipients"):
+            initial.setdefault(name, getattr(request.user, f"{name}_default"))
+        return initial
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name

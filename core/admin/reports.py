@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -9,6 +9,7 @@ from core import tasks
 from core.models import Attempt, Event, MailingRun, UnreadBounce
 from core.models.base import sees_all
 from core.services import dispatch, events
+from core.services.tracking import MACHINE_REASONS
 
 
 class ReportAdmin(admin.ModelAdmin):
@@ -60,7 +61,7 @@ class MailingRunAdmin(ReportAdmin):
         "attempts_link",
     )
     list_filter = ("status", ("mailing", admin.RelatedOnlyFieldListFilter))
-    readonly_fields = ("left_out", "followed")
+    readonly_fields = ("left_out", "followed", "engagement", "links_report", "timeline")
     actions = ("retry_failed",)
     list_select_related = ("mailing",)
     search_fields = ("mailing__title",)
@@ -96,6 +97,76 @@ class MailingRunAdmin(ReportAdmin):
             url,
             urlencode({"run__id__exact": obj.pk}),
             _("events"),
+        )
+
+    @admin.display(description=_("opens and clicks"))
+    def engagement(self, obj):
+        figures = events.run_engagement(
+            run=obj, delivered=events.run_followed(run=obj)["delivered"]
+        )
+        return engagement_text(figures)
+
+    @admin.display(description=_("clicks per link"))
+    def links_report(self, obj):
+        rows = events.run_links(run=obj)
+        if not rows:
+            return "—"
+        return format_html(
+            '<table class="table table-sm mb-0"><thead><tr><th>#</th><th>{}</th>'
+            "<th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{}</tbody></table>",
+            _("link"),
+            _("clicks"),
+            _("people"),
+            _("by machines"),
+            format_html_join(
+                "",
+                '<tr><td>{}</td><td><a href="{}" rel="noopener noreferrer" '
+                'target="_blank">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>',
+                (
+                    (
+                        row["index"],
+                        row["url"],
+                        row["url"][:100],
+                        row["clicks"],
+                        row["people"],
+                        row["machines"],
+                    )
+                    for row in rows
+                ),
+            ),
+        )
+
+    @admin.display(description=_("the first 48 hours"))
+    def timeline(self, obj):
+        """People's opens and clicks per hour, as bars."""
+        hours = events.run_timeline(run=obj)
+        top = max((h["opens"] + h["clicks"] for h in hours), default=0)
+        if not top:
+            return "—"
+        bars = format_html_join(
+            "",
+            '<div title="{}" style="flex:1;display:flex;flex-direction:column;'
+            'justify-content:flex-end"><div style="height:{}%;background:#0d6efd">'
+            '</div><div style="height:{}%;background:#20c997"></div></div>',
+            (
+                (
+                    _("%(hour)s: opens %(opens)d, clicks %(clicks)d")
+                    % {
+                        "hour": f"{h['hour']:%d.%m %H:00} UTC",
+                        "opens": h["opens"],
+                        "clicks": h["clicks"],
+                    },
+                    round(100 * h["opens"] / top),
+                    round(100 * h["clicks"] / top),
+                )
+                for h in hours
+            ),
+        )
+        return format_html(
+            '<div class="run-timeline" style="display:flex;gap:1px;height:80px;'
+            'max-width:720px">{}</div><small class="text-muted">{}</small>',
+            bars,
+            _("Per hour from the start: opens in blue, clicks in green; people only."),
         )
 
     def get_actions(self, request):
@@ -146,10 +217,77 @@ class MailingRunAdmin(ReportAdmin):
         )
 
 
+def engagement_text(figures: dict) -> str:
+    """A run's opens and clicks in a line."""
+    if not (figures["tracks_opens"] or figures["tracks_clicks"]):
+        return _("Opens and clicks are not tracked in this run.")
+    if figures["per_recipient"]:
+        text = _(
+            "opened %(opened)d (%(open_rate)s); clicked %(clicked)d "
+            "(%(click_rate)s); opens %(opens)d and clicks %(clicks)d by people, "
+            "%(opens_by_machines)d and %(clicks_by_machines)d by machines"
+        )
+    else:
+        text = _(
+            "opens %(opens)d and clicks %(clicks)d by people, "
+            "%(opens_by_machines)d and %(clicks_by_machines)d by machines; "
+            "not tied to recipients"
+        )
+    shown = {
+        **figures,
+        "open_rate": _percent(figures["open_rate"]),
+        "click_rate": _percent(figures["click_rate"]),
+    }
+    text = text % shown
+    if not figures["tracks_opens"]:
+        text += "; " + _("opens not tracked (text only, or switched off)")
+    return text
+
+
+def _percent(rate) -> str:
+    return "—" if rate is None else f"{rate:g}%"
+
+
+class FollowedFilter(admin.SimpleListFilter):
+    """Attempts by what followed them."""
+
+    title = _("what followed")
+    parameter_name = "followed"
+    COLUMNS = {
+        "opened": ("opened_at", _("opened")),
+        "not_opened": ("opened_at", _("sent, not opened")),
+        "clicked": ("clicked_at", _("clicked")),
+        "bounced": ("bounced_at", _("bounced")),
+        "complained": ("complained_at", _("complained")),
+        "unsubscribed": ("unsubscribed_at", _("unsubscribed")),
+    }
+
+    def lookups(self, request, model_admin):
+        return [(key, label) for key, (_column, label) in self.COLUMNS.items()]
+
+    def queryset(self, request, queryset):
+        chosen = self.COLUMNS.get(self.value())
+        if chosen is None:
+            return queryset
+        column = chosen[0]
+        if self.value() == "not_opened":
+            return queryset.filter(status=Attempt.Status.SENT, opened_at__isnull=True)
+        return queryset.filter(**{f"{column}__isnull": False})
+
+
 @admin.register(Attempt)
 class AttemptAdmin(ReportAdmin):
-    list_display = ("email", "status", "tries", "short_response", "attempted_at", "run")
-    list_filter = ("status",)
+    list_display = (
+        "email",
+        "status",
+        "tries",
+        "short_response",
+        "attempted_at",
+        "opened_at",
+        "clicked_at",
+        "run",
+    )
+    list_filter = ("status", FollowedFilter)
     list_select_related = ("run__mailing",)
     search_fields = ("email",)
     readonly_fields = (
@@ -161,6 +299,11 @@ class AttemptAdmin(ReportAdmin):
         "server_response",
         "attempted_at",
         "next_try_at",
+        "opened_at",
+        "clicked_at",
+        "bounced_at",
+        "complained_at",
+        "unsubscribed_at",
     )
     exclude = ("owner",)
 
@@ -181,8 +324,18 @@ class AttemptAdmin(ReportAdmin):
 class EventAdmin(ReportAdmin):
     """What followed sent messages: bounces, complaints, unsubscribes."""
 
-    list_display = ("at", "kind", "severity", "status", "email", "detail", "source")
-    list_filter = ("kind", "severity", "source")
+    list_display = (
+        "at",
+        "kind",
+        "severity",
+        "status",
+        "email",
+        "shown_detail",
+        "url",
+        "is_machine",
+        "source",
+    )
+    list_filter = ("kind", "is_machine", "severity", "source")
     list_select_related = ("attempt",)
     search_fields = ("attempt__email",)
     readonly_fields = [field.name for field in Event._meta.fields]
@@ -190,6 +343,10 @@ class EventAdmin(ReportAdmin):
     @admin.display(description=_("address"))
     def email(self, obj):
         return obj.attempt.email if obj.attempt else ""
+
+    @admin.display(description=_("detail"))
+    def shown_detail(self, obj):
+        return MACHINE_REASONS.get(obj.detail, obj.detail)
 
     def lookup_allowed(self, lookup, value, request=None):
         return lookup == "run__id__exact" or super().lookup_allowed(

@@ -9,7 +9,7 @@ from .audience import Tag
 from .base import OwnedModel, OwnedQuerySet
 from .clients import Client
 from .scheduling import next_run_for, validate_schedule_moment
-from .users import sending_allowed_q
+from .users import TRACK_RECIPIENTS_HELP, sending_allowed_q
 
 # The fields a mailing's schedule is made of; `next_run_at` follows them.
 SCHEDULE_FIELDS = ("start_at", "end_at", "periodicity")
@@ -178,6 +178,27 @@ class Mailing(OwnedModel):
             "Switched off by a manager: nothing is sent until a manager switches it on."
         ),
     )
+    track_opens = models.BooleanField(
+        _("track opens"),
+        default=True,
+        help_text=_(
+            "An invisible image in the HTML part tells when a message is opened. "
+            "Text-only messages cannot be tracked."
+        ),
+    )
+    track_clicks = models.BooleanField(
+        _("track clicks"),
+        default=True,
+        help_text=_(
+            "Links go through the service, which counts the click and sends the "
+            "reader on. Links built from variables are left as they are."
+        ),
+    )
+    track_recipients = models.BooleanField(
+        _("tie opens and clicks to recipients"),
+        default=True,
+        help_text=TRACK_RECIPIENTS_HELP,
+    )
     next_run_at = models.DateTimeField(
         _("next sending"), null=True, blank=True, editable=False
     )
@@ -343,6 +364,12 @@ class MailingRun(models.Model):
         _("failures in a row"), default=0, editable=False
     )
     paused_until = models.DateTimeField(_("paused until"), null=True, blank=True)
+    # What the run tracks, as its mailing said when it was queued, and the
+    # links a click may lead to: a click names one by its place here (from 1).
+    track_opens = models.BooleanField(_("opens tracked"), default=False)
+    track_clicks = models.BooleanField(_("clicks tracked"), default=False)
+    track_recipients = models.BooleanField(_("tracked per recipient"), default=False)
+    links = models.JSONField(_("tracked links"), default=list, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     objects = OwnedQuerySet.as_manager()
@@ -475,6 +502,17 @@ class Attempt(models.Model):
                 fields=["run"],
                 name="attempt_complained_idx",
                 condition=Q(complained_at__isnull=False),
+            ),
+            # The same for people's opens and clicks, counted by the reports.
+            models.Index(
+                fields=["run"],
+                name="attempt_opened_idx",
+                condition=Q(opened_at__isnull=False),
+            ),
+            models.Index(
+                fields=["run"],
+                name="attempt_clicked_idx",
+                condition=Q(clicked_at__isnull=False),
             ),
             # Recovery looks for claims that outlived their lease.
             models.Index(

@@ -27,6 +27,13 @@ def email_normalize(address: str) -> str:
     return (address or "").strip().lower()
 
 
+# Said of a user's default and of each mailing's own choice.
+TRACK_RECIPIENTS_HELP = _(
+    "Unset, opens and clicks are only counted: nobody can see who opened "
+    "or clicked, and segments by opens and clicks find no one."
+)
+
+
 class UserManager(BaseUserManager):
     """Users log in by e-mail; addresses are compared case-insensitively."""
 
@@ -116,6 +123,18 @@ class User(AbstractBaseUser, PermissionsMixin):
         help_text=_("Shown to the user."),
     )
     date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
+    # What a new mailing of theirs tracks, until they choose otherwise on it.
+    track_opens_default = models.BooleanField(
+        _("track opens in new mailings"), default=True
+    )
+    track_clicks_default = models.BooleanField(
+        _("track clicks in new mailings"), default=True
+    )
+    track_recipients_default = models.BooleanField(
+        _("tie opens and clicks to recipients in new mailings"),
+        default=True,
+        help_text=TRACK_RECIPIENTS_HELP,
+    )
 
     objects = UserManager()
 

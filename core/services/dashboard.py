@@ -26,6 +26,7 @@ DASHBOARD_CACHE_SECONDS = 60
 # neither a success nor a failure yet, and are not counted.
 SENT, FAILED = Attempt.Status.SENT, Attempt.Status.FAILED
 BOUNCE, COMPLAINT = Event.Kind.BOUNCE, Event.Kind.COMPLAINT
+OPEN, CLICK = Event.Kind.OPEN, Event.Kind.CLICK
 COUNTED_STATUSES = (SENT, FAILED)
 
 # The chart's drawing box, in SVG user units; the page scales it to the card.
@@ -43,7 +44,7 @@ def dashboard_figures(*, user) -> dict:
     """
     # Superusers and managers (global `view_mailing`) see the whole service.
     service = sees_all(user, Mailing)
-    key = "core:dashboard:v2:" + ("service" if service else f"user:{user.pk}")
+    key = "core:dashboard:v3:" + ("service" if service else f"user:{user.pk}")
     figures = cache.get(key)
     if figures is None:
         figures = _figures_compute(owner=None if service else user)
@@ -99,10 +100,14 @@ def _figures_compute(*, owner) -> dict:
     figures.update(
         bounced=sum(n for (_, kind), n in followed.items() if kind == BOUNCE),
         complained=sum(n for (_, kind), n in followed.items() if kind == COMPLAINT),
+        opened=sum(n for (_, kind), n in followed.items() if kind == OPEN),
+        clicked=sum(n for (_, kind), n in followed.items() if kind == CLICK),
     )
     answered = figures["sent"] + figures["failed"]
     figures["bounce_rate"] = _rate(figures["bounced"], answered)
     figures["complaint_rate"] = _rate(figures["complained"], answered)
+    figures["open_rate"] = _rate(figures["opened"], figures["sent"])
+    figures["click_rate"] = _rate(figures["clicked"], figures["sent"])
     if owner is None:
         figures["owners"], figures["owners_more"] = _attempts_per_owner(
             since=bounds[0], until=bounds[-1]
@@ -118,11 +123,16 @@ def _rate(part: int, whole: int) -> float:
 
 
 def _followed(*, owner, since, until) -> dict:
-    """{(owner id, kind): messages} of the bounces and complaints that arrived
-    in the window, one per message whatever the number of reports about it;
-    one grouped query for the service's figures and its owners' alike."""
+    """{(owner id, kind): messages} of the bounces, complaints and people's
+    opens and clicks that arrived in the window, one per message whatever the
+    number of reports or clicks about it; one grouped query for the service's
+    figures and its owners' alike. Opens and clicks not tied to recipients
+    name no message and are not among them."""
     events = Event.objects.filter(
-        kind__in=[BOUNCE, COMPLAINT], at__gte=since, at__lt=until
+        kind__in=[BOUNCE, COMPLAINT, OPEN, CLICK],
+        at__gte=since,
+        at__lt=until,
+        is_machine=False,
     )
     if owner is not None:
         events = events.filter(owner=owner)
@@ -135,13 +145,17 @@ def _followed(*, owner, since, until) -> dict:
 
 
 def _owners_followed(owners: list[dict], followed: dict) -> None:
-    """Each listed owner's bounce and complaint rates in the window."""
+    """Each listed owner's bounce, complaint, open and click rates in the window."""
     for row in owners:
         answered = row["sent_recent"] + row["failed_recent"]
         row["bounced_recent"] = followed.get((row["id"], BOUNCE), 0)
         row["complained_recent"] = followed.get((row["id"], COMPLAINT), 0)
         row["bounce_rate"] = _rate(row["bounced_recent"], answered)
         row["complaint_rate"] = _rate(row["complained_recent"], answered)
+        row["open_rate"] = _rate(followed.get((row["id"], OPEN), 0), row["sent_recent"])
+        row["click_rate"] = _rate(
+            followed.get((row["id"], CLICK), 0), row["sent_recent"]
+        )
 
 
 def _attempts_per_day_of_service(*, zone, bounds) -> dict:

@@ -9,8 +9,10 @@ or names another recipient's message, is treated as absent.
 """
 
 import hashlib
+from datetime import UTC, timedelta
 
 from django.db.models import Count, Q
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from core.models import Attempt, Event
@@ -96,3 +98,102 @@ def run_followed(*, run) -> dict:
         "delivered": max(run.sent_count - bounced_later, 0),
         "severities": severities,
     }
+
+
+def run_engagement(*, run, delivered: int) -> dict:
+    """Opens and clicks of a run, people and machines apart.
+
+    `opened` and `clicked` are people, each once (the attempts they
+    stamped); `opens` and `clicks` count every event, by people and by
+    machines. A run not tracked per recipient has only the events.
+    """
+    people = Attempt.objects.filter(run_id=run.pk).aggregate(
+        opened=Count("pk", filter=Q(opened_at__isnull=False)),
+        clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
+    )
+    counted = {
+        (kind, machine): n
+        for kind, machine, n in Event.objects.filter(
+            run_id=run.pk, kind__in=(Event.Kind.OPEN, Event.Kind.CLICK)
+        )
+        .order_by()
+        .values_list("kind", "is_machine")
+        .annotate(n=Count("pk"))
+    }
+    figures = {
+        "tracks_opens": run.track_opens,
+        "tracks_clicks": run.track_clicks,
+        "per_recipient": run.track_recipients,
+        "opens": counted.get((Event.Kind.OPEN, False), 0),
+        "opens_by_machines": counted.get((Event.Kind.OPEN, True), 0),
+        "clicks": counted.get((Event.Kind.CLICK, False), 0),
+        "clicks_by_machines": counted.get((Event.Kind.CLICK, True), 0),
+        **people,
+    }
+    figures["open_rate"] = _rate(people["opened"], delivered)
+    figures["click_rate"] = _rate(people["clicked"], delivered)
+    return figures
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 1) if whole else None
+
+
+def run_links(*, run) -> list[dict]:
+    """Clicks per tracked link of a run, in the message's order: people's
+    clicks, the people who clicked, machines' clicks."""
+    counted = {}
+    for url, machine, n, people in (
+        Event.objects.filter(run_id=run.pk, kind=Event.Kind.CLICK)
+        .exclude(url="")
+        .order_by()
+        .values_list("url", "is_machine")
+        .annotate(n=Count("pk"), people=Count("attempt_id", distinct=True))
+    ):
+        row = counted.setdefault(url, {"clicks": 0, "people": 0, "machines": 0})
+        if machine:
+            row["machines"] += n
+        else:
+            row["clicks"] += n
+            row["people"] += people
+    return [
+        {
+            "index": index,
+            "url": url,
+            **counted.get(url, {"clicks": 0, "people": 0, "machines": 0}),
+        }
+        for index, url in enumerate(run.links or (), start=1)
+    ]
+
+
+TIMELINE_HOURS = 48
+
+
+def run_timeline(*, run) -> list[dict]:
+    """People's opens and clicks per hour over the run's first 48 hours."""
+    start = run.started_at or run.created_at
+    if start is None:
+        return []
+    start = start.replace(minute=0, second=0, microsecond=0)
+    hours = [
+        {"hour": start + timedelta(hours=n), "opens": 0, "clicks": 0}
+        for n in range(TIMELINE_HOURS)
+    ]
+    rows = (
+        Event.objects.filter(
+            run_id=run.pk,
+            kind__in=(Event.Kind.OPEN, Event.Kind.CLICK),
+            is_machine=False,
+            at__gte=start,
+            at__lt=start + timedelta(hours=TIMELINE_HOURS),
+        )
+        .annotate(hour=TruncHour("at", tzinfo=UTC))
+        .order_by()
+        .values_list("hour", "kind")
+        .annotate(n=Count("pk"))
+    )
+    for hour, kind, n in rows:
+        index = int((hour - start).total_seconds() // 3600)
+        if 0 <= index < TIMELINE_HOURS:
+            hours[index]["opens" if kind == Event.Kind.OPEN else "clicks"] += n
+    return hours

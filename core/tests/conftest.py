@@ -2,6 +2,7 @@ import pytest
 from django.core.cache import cache
 
 from core.services.roles import CLIENTS, MANAGERS
+from core.services.tracking import RUNS
 
 from .dovecot import dovecot, dovecot_box  # noqa: F401
 from .factories import UserFactory
@@ -9,14 +10,17 @@ from .factories import UserFactory
 
 @pytest.fixture(autouse=True)
 def _fast_isolated_settings(settings):
-    """Fast hashing, and a cache of each test's own so throttles never leak."""
+    """Fast hashing, and a cache of each test's own so throttles and what a
+    run tracks never leak (run ids come again on SQLite)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     }
     cache.clear()
+    RUNS.clear()
     yield
     cache.clear()
+    RUNS.clear()
 
 
 @pytest.fixture

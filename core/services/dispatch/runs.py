@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy
 from core.models import Attempt, Client, Mailing, MailingRun, Segment
 from core.models.clients import subscribed_q
 from core.models.scheduling import due_now
+from core.services.tracking import run_tracking_freeze
 
 from .outcome import DELETED, SUPPRESSED, UNCONFIRMED, UNSUBSCRIBED, Summary
 
@@ -176,6 +177,7 @@ def run_enqueue(*, run, now) -> None:
     may_send = subscribed_q()
     queued, reason = Attempt.Status.QUEUED.value, ""
     mailing = Mailing.objects.select_related("message").get(pk=run.mailing_id)
+    run_tracking_freeze(run=run, mailing=mailing)
     if problem := mailing.message.sending_problem():
         queued = Attempt.Status.FAILED.value
         reason = _("not sent: %(problem)s") % {"problem": problem}

@@ -38,6 +38,7 @@ from core.services.mail.smtp import (
 from core.services.mail.templates import message_mentions
 from core.services.mail.verp import verp_address, verp_message_id, verp_token
 from core.services.privacy import preferences_url
+from core.services.tracking import message_tracked
 from core.services.unsubscribe import unsubscribe_url
 
 from .claims import attempts_claim, claims_renew, token_new
@@ -201,9 +202,13 @@ class Batch:
 
 def compose(attempt) -> tuple[str, str, bytes]:
     """(MAIL FROM, RCPT TO, the message) for one attempt."""
-    mailing = attempt.run.mailing
-    message = mailing.message
+    run = attempt.run
+    mailing = run.mailing
     client = attempt.client
+    # A tracked run's parts, with its links rewritten once per message.
+    message, tracking = message_tracked(
+        run=run, attempt_id=attempt.pk, message=mailing.message
+    )
     # The preference link is signed only for a message that shows it: 40 µs
     # a recipient otherwise, measured.
     shows_preferences = client and message_mentions(message, "preferences_url")
@@ -222,6 +227,7 @@ def compose(attempt) -> tuple[str, str, bytes]:
         else "",
         reply_to=mailing.owner.email,
         message_id=verp_message_id(attempt.pk, site_host(), token),
+        tracking=tracking,
     )
     # The return path names the attempt, so its bounces can be matched.
     sender = verp_address(attempt.pk, token)

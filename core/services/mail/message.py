@@ -18,6 +18,7 @@ from core.links import site_host
 
 from .mime import Outgoing
 from .templates import message_context, message_render
+from .tracking import tracking_fill
 
 
 def list_id(*, mailing) -> str:
@@ -41,11 +42,14 @@ def email_prepare(
     preferences_url: str = "",
     reply_to: str = "",
     message_id: str = "",
+    tracking: dict | None = None,
 ) -> Outgoing:
     """The message for one recipient, rendered and with its headers.
 
     `message_id` is the attempt's own (`verp_message_id`); a message that is
-    no attempt (a test e-mail) gets a random one.
+    no attempt (a test e-mail) gets a random one. `tracking` holds the
+    recipient's `click_url` and `open_url` for a message whose parts were
+    rewritten for tracking (core.services.mail.tracking).
     """
     # A name is shown in a header: no line breaks may reach it.
     full_name = " ".join((full_name or "").split())
@@ -57,6 +61,9 @@ def email_prepare(
         attributes=attributes,
     )
     subject, text, html = message_render(message=message, context=context)
+    if tracking:
+        text = tracking_fill(text, **tracking)
+        html = tracking_fill(html, **tracking)
     headers = {
         "Message-ID": message_id or make_msgid(domain=site_host()),
         "Date": format_datetime(timezone.now()),

@@ -13,6 +13,8 @@ from django.utils.translation import gettext as _
 
 from core.templating import MAX_RENDERED, template_compile
 
+from .tracking import GROWTH
+
 # A custom field's value as a message shows it, at most this long.
 MAX_VALUE = 500
 
@@ -91,7 +93,8 @@ def _shown(value) -> str:
 
 
 def _render(source: str, context: dict, *, autoescape: bool) -> str:
-    text = template_compile(source).render(Context(context, autoescape=autoescape))
+    template = template_compile(source, slack=GROWTH)
+    text = template.render(Context(context, autoescape=autoescape))
     if len(text) > MAX_RENDERED:
         raise MessageTooLarge(
             _("Personalised, a part of this message passes %(max)s characters.")
