@@ -136,6 +136,8 @@ def free_port() -> int:
 
 
 def gunicorn_start(database: dict, port: int, log: Path) -> subprocess.Popen:
+    from django.conf import settings
+
     workers = int(os.environ.get("WEB_WORKERS", 2 * os.cpu_count() + 1))
     url = (
         f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
@@ -144,11 +146,14 @@ def gunicorn_start(database: dict, port: int, log: Path) -> subprocess.Popen:
     env = {
         **os.environ,
         "DEBUG": "False",
-        "SECRET_KEY": secrets.token_urlsafe(50),
+        # The key the links were signed with here.
+        "SECRET_KEY": settings.SECRET_KEY,
         "ALLOWED_HOSTS": "127.0.0.1",
         "SECURE_SSL_REDIRECT": "False",
         "DATABASE_URL": url,
         "LOG_LEVEL": "WARNING",
+        # As example.env has it for production: a connection per worker, kept.
+        "CONN_MAX_AGE": "60",
         "ENV_FILE": "/nonexistent",
     }
     process = subprocess.Popen(
@@ -221,6 +226,7 @@ def endpoints(run, database) -> bool:
     server = gunicorn_start(database, port, work / "gunicorn.log")
     try:
         wrk(port, script, 5)  # warm: connections, plans, each worker's caches
+        time.sleep(1)  # what was in flight is recorded
         before = Event.objects.count()
         result = wrk(port, script, SECONDS)
         time.sleep(1)
@@ -231,9 +237,9 @@ def endpoints(run, database) -> bool:
     answered = result["requests"] - result["bad"]
     rate_ok = result["per_second"] >= PER_SECOND
     p99_ok = result["p99_ms"] < P99_MS
-    # wrk counts the requests it had started when time ran out; a few may
-    # not have been answered: every answered one must have its event.
-    kept_ok = result["bad"] == 0 and answered - CONNECTIONS <= recorded <= answered
+    # wrk stops with up to one request a connection in flight, answered and
+    # recorded or not: the counts may differ by that much, no more.
+    kept_ok = result["bad"] == 0 and abs(recorded - answered) <= CONNECTIONS
     print(
         f"pixel and clicks    {result['per_second']:8.0f} req/s  "
         f"{verdict(rate_ok)} (target >= {PER_SECOND})"
@@ -260,8 +266,18 @@ def grow(run, owner) -> None:
         Attempt._meta.db_table,
         Event._meta.db_table,
     )
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from core.models import MailingRun
+    from core.services.events import events_count_hours
+
     have = Attempt.objects.filter(run=run).count()
     more = BIG_ATTEMPTS - have
+    # Sent two days ago, so its first 48 hours are over.
+    run.started_at = timezone.now() - timedelta(hours=50)
+    MailingRun.objects.filter(pk=run.pk).update(started_at=run.started_at)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {client} (owner_id, email, full_name, comment, attributes,"
@@ -283,17 +299,18 @@ def grow(run, owner) -> None:
         cursor.execute(
             f"INSERT INTO {event} (owner_id, run_id, attempt_id, kind, at, severity,"
             " status, detail, url, is_machine, source, fingerprint)"
-            " SELECT %(owner)s, %(run)s, a.id,"
-            " CASE WHEN g.n %% 10 = 0 THEN 'click' ELSE 'open' END,"
-            " %(start)s + ((a.id * 7 + g.n) %% 172800) * interval '1 second',"
-            " '', '', CASE WHEN g.n %% 8 = 0 THEN 'machine:early' ELSE '' END,"
-            " CASE WHEN g.n %% 10 = 0 THEN (ARRAY[%(l1)s, %(l2)s, %(l3)s])"
-            "[1 + a.id %% 3] ELSE '' END,"
-            " g.n %% 8 = 0, 'pixel', ''"
-            f" FROM (SELECT id, row_number() OVER (ORDER BY id) r FROM {attempt}"
-            "  WHERE run_id = %(run)s) a"
-            " CROSS JOIN generate_series(1, 3) g(n)"
-            " WHERE (a.r - 1) * 3 + g.n <= %(events)s",
+            " SELECT %(owner)s, %(run)s, e.id,"
+            " CASE WHEN e.k %% 10 = 0 THEN 'click' ELSE 'open' END,"
+            " %(start)s + ((e.id * 7 + e.k) %% 172800) * interval '1 second',"
+            " '', '', CASE WHEN e.k %% 8 = 0 THEN 'machine:early' ELSE '' END,"
+            " CASE WHEN e.k %% 10 = 0 THEN (ARRAY[%(l1)s, %(l2)s, %(l3)s])"
+            "[1 + e.k %% 3] ELSE '' END,"
+            " e.k %% 8 = 0, 'pixel', ''"
+            " FROM (SELECT a.id, (a.r - 1) * 3 + g.n AS k"
+            f"  FROM (SELECT id, row_number() OVER (ORDER BY id) r FROM {attempt}"
+            "   WHERE run_id = %(run)s) a"
+            "  CROSS JOIN generate_series(1, 3) g(n)) e"
+            " WHERE e.k <= %(events)s",
             {
                 "owner": owner.pk,
                 "run": run.pk,
@@ -315,6 +332,12 @@ def grow(run, owner) -> None:
             [run.pk],
         )
         cursor.execute("ANALYZE")
+    started = time.perf_counter()
+    rows = events_count_hours()
+    print(
+        f"hours counted       {time.perf_counter() - started:8.1f} s     "
+        f"{rows} hourly rows (the schedule's pass, every 5 minutes)"
+    )
 
 
 def reports(run, owner) -> bool:
@@ -353,6 +376,9 @@ def main():
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install wrk")
         return 1
+    # One key for this process, which signs the links, and for gunicorn's
+    # production settings, which check them.
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     engine = setup_django()
     print(f"database: {engine}")
     if engine != "postgresql":

@@ -10,13 +10,14 @@ from django_q.brokers import get_broker
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from .services import accounts, bounces, dispatch, site, subscriptions
+from .services import accounts, bounces, dispatch, events, site, subscriptions
 
 SCHEDULE_NAME = "dispatch mailings"
 PURGE_SCHEDULE_NAME = "purge unconfirmed accounts"
 PENDING_SCHEDULE_NAME = "purge unconfirmed subscribers"
 FIGURES_SCHEDULE_NAME = "public figures"
 BOUNCES_SCHEDULE_NAME = "process bounces"
+COUNTS_SCHEDULE_NAME = "count opens and clicks"
 
 
 def queue(func: str, *args) -> None:
@@ -39,6 +40,12 @@ def process_bounces():
         return bounces.bounces_process().line()
     except bounces.MailboxError as error:
         return f"bounce mailbox not read: {error}"
+
+
+def count_events():
+    """Run every few minutes: the hours of opens and clicks that are over,
+    counted for the reports."""
+    return f"{events.events_count_hours()} hourly counts written"
 
 
 def purge_unverified():
@@ -126,6 +133,11 @@ def schedule_ensure(**kwargs) -> None:
             "func": "core.tasks.process_bounces",
             "schedule_type": Schedule.MINUTES,
             "minutes": settings.BOUNCE_PERIOD_MINUTES,
+        },
+        COUNTS_SCHEDULE_NAME: {
+            "func": "core.tasks.count_events",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 5,
         },
         PURGE_SCHEDULE_NAME: {
             "func": "core.tasks.purge_unverified",

@@ -1,4 +1,8 @@
+import csv
+
 from django.contrib import admin, messages
+from django.http import HttpResponse
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
@@ -8,7 +12,7 @@ from django.utils.translation import ngettext
 from core import tasks
 from core.models import Attempt, Event, MailingRun, UnreadBounce
 from core.models.base import sees_all
-from core.services import dispatch, events
+from core.services import dispatch, events, mailings
 from core.services.tracking import MACHINE_REASONS
 
 
@@ -62,7 +66,44 @@ class MailingRunAdmin(ReportAdmin):
     )
     list_filter = ("status", ("mailing", admin.RelatedOnlyFieldListFilter))
     readonly_fields = ("left_out", "followed", "engagement", "links_report", "timeline")
-    actions = ("retry_failed",)
+    # The report first; the run's own counters and what it tracks after.
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "mailing",
+                    "scheduled_for",
+                    "status",
+                    "followed",
+                    "engagement",
+                    "links_report",
+                    "timeline",
+                    "left_out",
+                )
+            },
+        ),
+        (
+            _("Sending"),
+            {
+                "fields": (
+                    "started_at",
+                    "finished_at",
+                    "total_count",
+                    "sent_count",
+                    "failed_count",
+                    "skipped_count",
+                    "unknown_count",
+                    "paused_until",
+                )
+            },
+        ),
+        (
+            _("Opens and clicks"),
+            {"fields": ("track_opens", "track_clicks", "track_recipients")},
+        ),
+    )
+    actions = ("retry_failed", "follow_up", "export_report")
     list_select_related = ("mailing",)
     search_fields = ("mailing__title",)
     date_hierarchy = "scheduled_for"
@@ -73,11 +114,18 @@ class MailingRunAdmin(ReportAdmin):
         reasons = dispatch.run_left_out(run=obj)
         return "; ".join(f"{reason}: {count}" for reason, count in reasons) or "—"
 
+    @staticmethod
+    def _followed(obj) -> dict:
+        """The run's figures, read once for the page's two lines."""
+        if not hasattr(obj, "_followed_figures"):
+            obj._followed_figures = events.run_followed(run=obj)
+        return obj._followed_figures
+
     @admin.display(description=_("what followed"))
     def followed(self, obj):
         """Delivered, bounced (by type), complaints and unsubscribes, with a
         link to the events themselves."""
-        figures = events.run_followed(run=obj)
+        figures = self._followed(obj)
         severities = ", ".join(
             f"{Event.Severity(severity).label.split(':')[0]} {count}"
             for severity, count in sorted(figures["severities"].items())
@@ -102,7 +150,7 @@ class MailingRunAdmin(ReportAdmin):
     @admin.display(description=_("opens and clicks"))
     def engagement(self, obj):
         figures = events.run_engagement(
-            run=obj, delivered=events.run_followed(run=obj)["delivered"]
+            run=obj, delivered=self._followed(obj)["delivered"]
         )
         return engagement_text(figures)
 
@@ -113,22 +161,20 @@ class MailingRunAdmin(ReportAdmin):
             return "—"
         return format_html(
             '<table class="table table-sm mb-0"><thead><tr><th>#</th><th>{}</th>'
-            "<th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{}</tbody></table>",
+            "<th>{}</th><th>{}</th></tr></thead><tbody>{}</tbody></table>",
             _("link"),
-            _("clicks"),
-            _("people"),
+            _("clicks by people"),
             _("by machines"),
             format_html_join(
                 "",
                 '<tr><td>{}</td><td><a href="{}" rel="noopener noreferrer" '
-                'target="_blank">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>',
+                'target="_blank">{}</a></td><td>{}</td><td>{}</td></tr>',
                 (
                     (
                         row["index"],
                         row["url"],
                         row["url"][:100],
                         row["clicks"],
-                        row["people"],
                         row["machines"],
                     )
                     for row in rows
@@ -174,7 +220,84 @@ class MailingRunAdmin(ReportAdmin):
         actions = super().get_actions(request)
         if self.sees_all(request) and not request.user.is_superuser:
             actions.pop("retry_failed", None)
+            actions.pop("follow_up", None)
         return actions
+
+    @admin.action(description=_("Follow up with those who did not open"))
+    def follow_up(self, request, queryset):
+        """A new mailing of the same message to the segment of recipients
+        the mailing reached and who did not open it, starting tomorrow, for
+        the owner to review."""
+        made, untracked = [], 0
+        for run in queryset.select_related("mailing"):
+            may_change = request.user.is_superuser or request.user.has_perm(
+                "core.change_mailing", run.mailing
+            )
+            if not may_change:
+                continue
+            if not (run.track_recipients and (run.track_opens or run.track_clicks)):
+                untracked += 1  # nobody is known to have opened it
+                continue
+            mailing = mailings.mailing_follow_up(run=run)
+            self.log_addition(request, mailing, _("Follow-up of a run."))
+            made.append(mailing)
+        if untracked:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d run did not track opens per recipient: no follow-up "
+                    "can tell who did not open it.",
+                    "%(count)d runs did not track opens per recipient: no follow-up "
+                    "can tell who did not open them.",
+                    untracked,
+                )
+                % {"count": untracked},
+                messages.WARNING,
+            )
+        if not made:
+            if not untracked:
+                self.message_user(
+                    request,
+                    _("No follow-up was made: none of these is yours."),
+                    messages.WARNING,
+                )
+            return None
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d follow-up mailing is made; it starts tomorrow: review it.",
+                "%(count)d follow-up mailings are made; they start tomorrow.",
+                len(made),
+            )
+            % {"count": len(made)},
+            messages.SUCCESS,
+        )
+        if len(made) == 1:
+            return redirect(reverse("admin:core_mailing_change", args=[made[0].pk]))
+        return None
+
+    @admin.action(description=_("Export the report (CSV)"))
+    def export_report(self, request, queryset):
+        """Every figure of the chosen runs' reports, one per line."""
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="report.csv"'
+        response.write("\ufeff")  # spreadsheet programs read it as UTF-8
+        writer = csv.writer(response)
+        writer.writerow(
+            [_("run"), _("mailing"), _("scheduled for"), _("figure"), _("value")]
+        )
+        for run in queryset.select_related("mailing").order_by("scheduled_for"):
+            for figure, value in events.run_report_rows(run=run):
+                writer.writerow(
+                    [
+                        run.pk,
+                        run.mailing.title,
+                        run.scheduled_for.isoformat(),
+                        figure,
+                        value,
+                    ]
+                )
+        return response
 
     @admin.action(description=_("Retry failed recipients"))
     def retry_failed(self, request, queryset):

@@ -2,7 +2,7 @@ from .audience import Field, Tag
 from .blog import Article
 from .clients import Client
 from .consents import Consent
-from .events import Event, UnreadBounce
+from .events import Event, EventCount, EventCountsUntil, UnreadBounce
 from .mailings import Attempt, Mailing, MailingRun, Message
 from .permissions import (
     ArticleUserObjectPermission,
@@ -27,6 +27,8 @@ __all__ = [
     "ClientUserObjectPermission",
     "Consent",
     "Event",
+    "EventCount",
+    "EventCountsUntil",
     "Field",
     "FieldUserObjectPermission",
     "Mailing",

@@ -110,6 +110,8 @@ class Event(models.Model):
         indexes = [
             models.Index(fields=["run", "kind", "at"], name="event_run_kind_idx"),
             models.Index(fields=["owner", "kind", "at"], name="event_owner_kind_idx"),
+            # The hours counted into EventCount are read by time alone.
+            models.Index(fields=["at"], name="event_at_idx"),
         ]
 
     def __str__(self):
@@ -143,3 +145,36 @@ class UnreadBounce(models.Model):
 
     def __str__(self):
         return self.subject or self.key
+
+
+class EventCount(models.Model):
+    """Opens and clicks of a run counted per hour, once the hour is over
+    (core.services.events, `events_count_hours`): reports read these and
+    the events of the hours since, not every event a run ever had."""
+
+    run = models.ForeignKey(
+        "core.MailingRun",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+    )
+    hour = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=Event.Kind)
+    is_machine = models.BooleanField(default=False)
+    url = models.URLField(max_length=2000, blank=True)
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "hour"], name="event_count_run_idx")]
+
+    def __str__(self):
+        return f"{self.run_id} {self.hour:%Y-%m-%d %H}:00 {self.kind} {self.count}"
+
+
+class EventCountsUntil(models.Model):
+    """Where `EventCount` ends: one row, the first hour not counted yet."""
+
+    until = models.DateTimeField(null=True)
+
+    def __str__(self):
+        return f"{self.until}"

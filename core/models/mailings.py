@@ -503,7 +503,8 @@ class Attempt(models.Model):
                 name="attempt_complained_idx",
                 condition=Q(complained_at__isnull=False),
             ),
-            # The same for people's opens and clicks, counted by the reports.
+            # The same for people's opens and clicks and for unsubscribes,
+            # counted by the reports.
             models.Index(
                 fields=["run"],
                 name="attempt_opened_idx",
@@ -513,6 +514,11 @@ class Attempt(models.Model):
                 fields=["run"],
                 name="attempt_clicked_idx",
                 condition=Q(clicked_at__isnull=False),
+            ),
+            models.Index(
+                fields=["run"],
+                name="attempt_unsubscribed_idx",
+                condition=Q(unsubscribed_at__isnull=False),
             ),
             # Recovery looks for claims that outlived their lease.
             models.Index(

@@ -59,10 +59,15 @@ FIXED_SUBJECTS = {
     "full_name": ("text", _("full name")),
     "created_at": ("date", _("added on")),
     "tag": ("tag", _("tag")),
+    "received": ("event", _("was sent")),
     "opened": ("event", _("opened")),
     "clicked": ("event", _("clicked")),
 }
-EVENT_COLUMNS = {"opened": "opened_at", "clicked": "clicked_at"}
+EVENT_COLUMNS = {
+    "received": "attempted_at",
+    "opened": "opened_at",
+    "clicked": "clicked_at",
+}
 
 
 def rules_empty() -> dict:
@@ -246,6 +251,8 @@ def _condition_q(condition, *, known, now) -> Q:
         attempts = Attempt.objects.filter(
             client_id=OuterRef("pk"), **{f"{EVENT_COLUMNS[name]}__gte": since}
         )
+        if name == "received":  # sent and accepted, not tried and failed
+            attempts = attempts.filter(status=Attempt.Status.SENT)
         if value["mailing"] != "any":
             attempts = attempts.filter(run__mailing_id=value["mailing"])
         has = Q(Exists(attempts))

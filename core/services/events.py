@@ -11,11 +11,13 @@ or names another recipient's message, is treated as absent.
 import hashlib
 from datetime import UTC, timedelta
 
+from django.db import transaction
 from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from core.models import Attempt, Event
+from core.models import Attempt, Event, EventCount, EventCountsUntil
 from core.services.mail.verp import token_attempt
 
 # The query parameter the links carry the token in.
@@ -77,15 +79,16 @@ def link_event_record(*, client_id: int, kind: str, message: str = "", now=None)
 def run_followed(*, run) -> dict:
     """What followed a run's messages, as its report shows it: delivered
     (sent less bounced), bounced by severity, complaints, unsubscribes."""
-    counts = Attempt.objects.filter(run_id=run.pk).aggregate(
-        bounced=Count("pk", filter=Q(bounced_at__isnull=False)),
+    # Each count on its own partial index (Attempt.Meta): a run of a million
+    # attempts is not read whole for the few that bounced.
+    attempts = Attempt.objects.filter(run_id=run.pk)
+    counts = attempts.filter(bounced_at__isnull=False).aggregate(
+        bounced=Count("pk"),
         # Refused at send time, a bounce was never among the sent.
-        bounced_later=Count(
-            "pk", filter=Q(bounced_at__isnull=False, status=Attempt.Status.SENT)
-        ),
-        complained=Count("pk", filter=Q(complained_at__isnull=False)),
-        unsubscribed=Count("pk", filter=Q(unsubscribed_at__isnull=False)),
+        bounced_later=Count("pk", filter=Q(status=Attempt.Status.SENT)),
     )
+    counts["complained"] = attempts.filter(complained_at__isnull=False).count()
+    counts["unsubscribed"] = attempts.filter(unsubscribed_at__isnull=False).count()
     severities = dict(
         Event.objects.filter(run_id=run.pk, kind=Event.Kind.BOUNCE)
         .order_by()
@@ -100,6 +103,78 @@ def run_followed(*, run) -> dict:
     }
 
 
+# Hours of opens and clicks are counted once over, and this long after: an
+# event's time is taken a moment before it is written.
+COUNT_MARGIN = timedelta(minutes=5)
+ENGAGEMENT = (Event.Kind.OPEN, Event.Kind.CLICK)
+
+
+def _hour(moment):
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def events_count_hours(*, now=None) -> int:
+    """Count the opens and clicks of every hour that is over into
+    EventCount, once; the number of rows written. Run by a schedule."""
+    now = now or timezone.now()
+    end = _hour(now - COUNT_MARGIN)
+    EventCountsUntil.objects.get_or_create(pk=1)
+    with transaction.atomic():
+        state = EventCountsUntil.objects.select_for_update().get(pk=1)
+        if state.until is not None and state.until >= end:
+            return 0
+        events = Event.objects.filter(kind__in=ENGAGEMENT, at__lt=end)
+        if state.until is not None:
+            events = events.filter(at__gte=state.until)
+        rows = EventCount.objects.bulk_create(
+            (
+                EventCount(
+                    run_id=run_id,
+                    hour=hour,
+                    kind=kind,
+                    is_machine=machine,
+                    url=url,
+                    count=n,
+                )
+                for run_id, hour, kind, machine, url, n in _by_hour(events)
+            ),
+            batch_size=2000,
+        )
+        state.until = end
+        state.save(update_fields=["until"])
+    return len(rows)
+
+
+def _by_hour(events):
+    return (
+        events.annotate(hour=TruncHour("at", tzinfo=UTC))
+        .order_by()
+        .values_list("run_id", "hour", "kind", "is_machine", "url")
+        .annotate(n=Count("pk"))
+    )
+
+
+def _counted(run) -> list[tuple]:
+    """(hour, kind, is_machine, url, count) of a run's opens and clicks: the
+    hours counted, and the events since, read for each report once."""
+    cached = getattr(run, "_engagement_counted", None)
+    if cached is not None:
+        return cached
+    until = EventCountsUntil.objects.values_list("until", flat=True).first()
+    rows = []
+    live = Event.objects.filter(run_id=run.pk, kind__in=ENGAGEMENT)
+    if until is not None:
+        rows = list(
+            EventCount.objects.filter(run_id=run.pk, hour__lt=until).values_list(
+                "hour", "kind", "is_machine", "url", "count"
+            )
+        )
+        live = live.filter(at__gte=until)
+    rows += [row[1:] for row in _by_hour(live)]
+    run._engagement_counted = rows
+    return rows
+
+
 def run_engagement(*, run, delivered: int) -> dict:
     """Opens and clicks of a run, people and machines apart.
 
@@ -107,19 +182,14 @@ def run_engagement(*, run, delivered: int) -> dict:
     stamped); `opens` and `clicks` count every event, by people and by
     machines. A run not tracked per recipient has only the events.
     """
-    people = Attempt.objects.filter(run_id=run.pk).aggregate(
-        opened=Count("pk", filter=Q(opened_at__isnull=False)),
-        clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
-    )
-    counted = {
-        (kind, machine): n
-        for kind, machine, n in Event.objects.filter(
-            run_id=run.pk, kind__in=(Event.Kind.OPEN, Event.Kind.CLICK)
-        )
-        .order_by()
-        .values_list("kind", "is_machine")
-        .annotate(n=Count("pk"))
+    attempts = Attempt.objects.filter(run_id=run.pk)
+    people = {
+        "opened": attempts.filter(opened_at__isnull=False).count(),
+        "clicked": attempts.filter(clicked_at__isnull=False).count(),
     }
+    counted = {}
+    for _when, kind, machine, _url, n in _counted(run):
+        counted[kind, machine] = counted.get((kind, machine), 0) + n
     figures = {
         "tracks_opens": run.track_opens,
         "tracks_clicks": run.track_clicks,
@@ -140,28 +210,15 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 def run_links(*, run) -> list[dict]:
-    """Clicks per tracked link of a run, in the message's order: people's
-    clicks, the people who clicked, machines' clicks."""
+    """Clicks per tracked link of a run, in the message's order: by people
+    and by machines."""
     counted = {}
-    for url, machine, n, people in (
-        Event.objects.filter(run_id=run.pk, kind=Event.Kind.CLICK)
-        .exclude(url="")
-        .order_by()
-        .values_list("url", "is_machine")
-        .annotate(n=Count("pk"), people=Count("attempt_id", distinct=True))
-    ):
-        row = counted.setdefault(url, {"clicks": 0, "people": 0, "machines": 0})
-        if machine:
-            row["machines"] += n
-        else:
-            row["clicks"] += n
-            row["people"] += people
+    for _when, kind, machine, url, n in _counted(run):
+        if kind == Event.Kind.CLICK and url:
+            row = counted.setdefault(url, {"clicks": 0, "machines": 0})
+            row["machines" if machine else "clicks"] += n
     return [
-        {
-            "index": index,
-            "url": url,
-            **counted.get(url, {"clicks": 0, "people": 0, "machines": 0}),
-        }
+        {"index": index, "url": url, **counted.get(url, {"clicks": 0, "machines": 0})}
         for index, url in enumerate(run.links or (), start=1)
     ]
 
@@ -174,26 +231,50 @@ def run_timeline(*, run) -> list[dict]:
     start = run.started_at or run.created_at
     if start is None:
         return []
-    start = start.replace(minute=0, second=0, microsecond=0)
+    start = _hour(start)
     hours = [
         {"hour": start + timedelta(hours=n), "opens": 0, "clicks": 0}
         for n in range(TIMELINE_HOURS)
     ]
-    rows = (
-        Event.objects.filter(
-            run_id=run.pk,
-            kind__in=(Event.Kind.OPEN, Event.Kind.CLICK),
-            is_machine=False,
-            at__gte=start,
-            at__lt=start + timedelta(hours=TIMELINE_HOURS),
-        )
-        .annotate(hour=TruncHour("at", tzinfo=UTC))
-        .order_by()
-        .values_list("hour", "kind")
-        .annotate(n=Count("pk"))
-    )
-    for hour, kind, n in rows:
+    for hour, kind, machine, _url, n in _counted(run):
         index = int((hour - start).total_seconds() // 3600)
-        if 0 <= index < TIMELINE_HOURS:
+        if not machine and 0 <= index < TIMELINE_HOURS:
             hours[index]["opens" if kind == Event.Kind.OPEN else "clicks"] += n
     return hours
+
+
+def run_report_rows(*, run) -> list[tuple[str, object]]:
+    """A run's report as (figure, value) rows: its export."""
+    followed = run_followed(run=run)
+    engagement = run_engagement(run=run, delivered=followed["delivered"])
+    rows = [
+        (_("recipients"), run.total_count),
+        (_("sent"), run.sent_count),
+        (_("failed"), run.failed_count),
+        (_("skipped"), run.skipped_count),
+        (_("delivered"), followed["delivered"]),
+        (_("bounced"), followed["bounced"]),
+        *(
+            (_("bounced: %(type)s") % {"type": severity}, count)
+            for severity, count in sorted(followed["severities"].items())
+            if severity
+        ),
+        (_("complaints"), followed["complained"]),
+        (_("unsubscribed"), followed["unsubscribed"]),
+        (_("opened (people)"), engagement["opened"]),
+        (_("clicked (people)"), engagement["clicked"]),
+        (_("open rate, %"), engagement["open_rate"]),
+        (_("click rate, %"), engagement["click_rate"]),
+        (_("opens by people"), engagement["opens"]),
+        (_("opens by machines"), engagement["opens_by_machines"]),
+        (_("clicks by people"), engagement["clicks"]),
+        (_("clicks by machines"), engagement["clicks_by_machines"]),
+    ]
+    for link in run_links(run=run):
+        rows.append(
+            (_("clicks by people: %(url)s") % {"url": link["url"]}, link["clicks"])
+        )
+        rows.append(
+            (_("clicks by machines: %(url)s") % {"url": link["url"]}, link["machines"])
+        )
+    return rows

@@ -1,11 +1,17 @@
 """Mailings in the back office: the managers' switch, and the audience of
 a mailing being edited."""
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
-from core.models import Client, Mailing
+from core.models import Client, Mailing, Segment
 from core.models.clients import subscribed_q
+from core.models.segments import DAYS_MAX
 
 
 def mailing_audience_size(*, owner_id, clients, tags, segments) -> tuple[int, int]:
@@ -41,3 +47,46 @@ def mailings_set_enabled(*, mailings, enabled: bool) -> list:
         # The database computed the status anew: read it when asked.
         mailing.__dict__.pop("status", None)
     return changed
+
+
+def mailing_follow_up(*, run, now=None) -> Mailing:
+    """A mailing of the run's message to those its mailing reached and who
+    did not open it: a segment saying so, and a one-off mailing to it that
+    starts tomorrow, so its owner reviews it first."""
+    now = now or timezone.now()
+    mailing = run.mailing
+    started = run.started_at or run.created_at or now
+    days = min(DAYS_MAX, max(1, (now - started).days + 1))
+    within = {"mailing": mailing.pk, "days": days}
+    with translation.override(settings.LANGUAGE_CODE), transaction.atomic():
+        base = _("Did not open: %(title)s") % {"title": mailing.title}
+        name = base[:90]
+        number = 1
+        while Segment.objects.filter(
+            owner_id=mailing.owner_id, name__iexact=name
+        ).exists():
+            number += 1
+            name = f"{base[:85]} ({number})"
+        segment = Segment.objects.create(
+            owner_id=mailing.owner_id,
+            name=name,
+            rules={
+                "match": "all",
+                "conditions": [
+                    {"field": "received", "op": "has", "value": within},
+                    {"field": "opened", "op": "not_has", "value": within},
+                ],
+            },
+        )
+        follow_up = Mailing.objects.create(
+            owner_id=mailing.owner_id,
+            title=(_("%(title)s — follow-up") % {"title": mailing.title})[:255],
+            message=mailing.message,
+            start_at=now + timedelta(days=1),
+            periodicity=Mailing.Periodicity.ONCE,
+            track_opens=mailing.track_opens,
+            track_clicks=mailing.track_clicks,
+            track_recipients=mailing.track_recipients,
+        )
+        follow_up.segments.add(segment)
+    return follow_up

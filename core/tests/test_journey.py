@@ -100,6 +100,10 @@ OWNER_EMAIL = "owner@example.com"
 FAN = "vera.zaitseva@example.org"
 LURKER = "never.confirms@example.org"
 OWNER_PASSWORD = "Lantern-Meadow-2718"
+READER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/130.0 Safari/537.36"
+)
 
 
 # --- the parts: browser, SMTP server, worker ------------------------------
@@ -182,8 +186,9 @@ class Worker:
 
 
 @pytest.fixture
-def worker(transactional_db, sink, tmp_path):
-    """The django-q2 cluster that sends the mailing; always stopped after."""
+def worker(transactional_db, sink, tmp_path, live_server):
+    """The django-q2 cluster that sends the mailing; always stopped after.
+    Its mail links to the live server, as a deployed site's does."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     env = {
         "PATH": os.environ["PATH"],
@@ -192,6 +197,7 @@ def worker(transactional_db, sink, tmp_path):
         "DJANGO_SETTINGS_MODULE": "project.settings",
         "DEBUG": "True",  # development mode, as `make run`
         "DATABASE_URL": database_url(),
+        "SITE_URL": live_server.url,
         "EMAIL_URL": f"smtp://127.0.0.1:{sink.port}",
         "CACHE_URL": "locmemcache://",
         "DISPATCH_JOURNAL_DIR": str(tmp_path / "journal"),
@@ -284,6 +290,19 @@ def pick_autocomplete(page, field, term, choice):
         ".select2-container--open .select2-results__option", has_text=choice
     ).click()
     expect(page.locator(".select2-container--open")).to_have_count(0)
+
+
+def html_body(site: str) -> str:
+    """The message's HTML part, with a link to the site's own blog."""
+    return (
+        "<p>Здравствуйте, {{ client.full_name }}!</p>"
+        f'<p><a href="{site}/blog/">Новые книги</a></p>'
+        '<p><a href="{{ unsubscribe_url }}">Отписаться</a></p>'
+    )
+
+
+def html_part(message) -> str:
+    return message.get_body(("html",)).get_content()
 
 
 def text_part(message) -> str:
@@ -384,6 +403,8 @@ def test_reader_signs_up_sends_a_mailing_and_a_manager_oversees_it(
             show_field(page, "id_subject")
             page.fill("#id_subject", SUBJECT)
             page.fill("#id_body", BODY)
+            show_field(page, "id_html_body")
+            page.fill("#id_html_body", html_body(live_server.url))
             shot(page, "07-message")
             page.locator("[name=_save]").click()
             expect(page).to_have_url(at("/admin/core/message/"))
@@ -456,6 +477,24 @@ def test_reader_signs_up_sends_a_mailing_and_a_manager_oversees_it(
             cache.clear()
             page.goto("/admin/")
             shot(page, "11-dashboard")
+
+        with step("7. then a reader opens the mail and clicks; the report counts it"):
+            # Opens within seconds of delivery are a scanner's; this reader
+            # opens at once, so the window is closed for the journey.
+            settings.TRACKING_MACHINE_SECONDS = 0
+            reader = browser.new_context(user_agent=READER_AGENT).new_page()
+            with reader.expect_response(re.compile(r"/t/o/")) as pixel:
+                reader.set_content(html_part(by_address[RECIPIENTS[0][0]]))
+            assert pixel.value.status == 200
+            reader.get_by_role("link", name="Новые книги").click()
+            expect(reader).to_have_url(at("/blog/"))
+            reader.context.close()
+            run = MailingRun.objects.get(mailing=mailing)
+            page.goto(f"/admin/core/mailingrun/{run.pk}/change/")
+            report = page.locator("body")
+            expect(report).to_contain_text("открыли 1 (33.3%); перешли 1 (33.3%)")
+            expect(report).to_contain_text(f"{live_server.url}/blog/")
+            shot(page, "10-run-report")
 
         with step("7a. a custom field, recipients' values, a segment"):
             page.goto("/admin/core/field/add/")

@@ -369,7 +369,6 @@ def test_the_runs_report_counts_people_and_machines_apart(client, owner, smtp_se
         "index": 1,
         "url": "https://shop.example/sale?from=mail&x=1",
         "clicks": 2,
-        "people": 1,
         "machines": 1,  # the scanner's, right after delivery
     }
     assert run_links(run=run)[1]["clicks"] == 0
@@ -466,4 +465,129 @@ def test_the_demo_report_shows_opens_and_clicks(db):
     figures = run_engagement(run=run, delivered=delivered)
     assert (figures["opened"], figures["clicked"]) == (3, 1)
     assert (figures["opens_by_machines"], figures["clicks_by_machines"]) == (1, 1)
-    assert run_links(run=run)[0]["people"] == 1
+    assert run_links(run=run)[0] == {
+        "index": 1,
+        "url": "https://flowers.example/autumn",
+        "clicks": 1,
+        "machines": 1,
+    }
+
+
+def test_hours_counted_and_events_since_add_up_to_every_event(owner, smtp_server):
+    """Reports read the hours counted so far and the events after them: the
+    same figures as counting every event, before and after each pass."""
+    from core.models import EventCount
+    from core.services.events import (
+        events_count_hours,
+        run_engagement,
+        run_links,
+        run_timeline,
+    )
+    from core.tasks import COUNTS_SCHEDULE_NAME, count_events, schedule_ensure
+
+    run = _followed(owner, smtp_server)
+    now = timezone.now()
+    # Spread the events over the run's first hours, the last one just now.
+    for number, event in enumerate(Event.objects.order_by("pk")):
+        event.at = now - timedelta(hours=4 - number)
+        event.save(update_fields=["at"])
+    MailingRun.objects.filter(pk=run.pk).update(started_at=now - timedelta(hours=5))
+
+    def figures():
+        fresh = MailingRun.objects.get(pk=run.pk)
+        return (
+            run_engagement(run=fresh, delivered=3),
+            run_links(run=fresh),
+            run_timeline(run=fresh),
+        )
+
+    before = figures()
+    assert events_count_hours(now=now) > 0
+    assert EventCount.objects.filter(run=run).exists()
+    assert figures() == before
+    assert events_count_hours(now=now) == 0  # each hour once
+    later = now + timedelta(hours=2)
+    events_count_hours(now=later)
+    assert figures() == before
+    assert sum(EventCount.objects.values_list("count", flat=True)) == 5
+
+    schedule_ensure()
+    from django_q.models import Schedule
+
+    assert (
+        Schedule.objects.get(name=COUNTS_SCHEDULE_NAME).func
+        == "core.tasks.count_events"
+    )
+    assert count_events() == "0 hourly counts written"
+
+
+def _action(client, action, pks, **extra):
+    return client.post(
+        "/admin/core/mailingrun/",
+        {"action": action, "_selected_action": pks, **extra},
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+
+
+def test_a_follow_up_goes_to_those_who_did_not_open(client, owner, smtp_server):
+    from core.models import Mailing
+
+    run = _followed(owner, smtp_server)
+    opened = set(
+        Attempt.objects.filter(opened_at__isnull=False).values_list("client", flat=True)
+    )
+    client.force_login(owner)
+    answer = _action(client, "follow_up", [run.pk])
+    follow_up = Mailing.objects.exclude(pk=run.mailing_id).get()
+    assert answer.status_code == 302
+    assert answer["Location"] == f"/admin/core/mailing/{follow_up.pk}/change/"
+    assert follow_up.owner == owner and follow_up.message == run.mailing.message
+    assert follow_up.start_at > timezone.now()  # the owner reviews it first
+    (segment,) = follow_up.segments.all()
+    from core.models.segments import rules_clean
+
+    # The rules are the editor's own: the owner can open and change them.
+    assert rules_clean(segment.rules, owner_id=owner.pk) == segment.rules
+    assert owner.has_perm("core.change_mailing", follow_up)
+    assert owner.has_perm("core.change_segment", segment)
+    members = set(segment.members().values_list("pk", flat=True))
+    reached = set(Attempt.objects.values_list("client", flat=True))
+    assert members == reached - opened and len(members) == 1
+    # Another follow-up of the same run gets a segment of its own.
+    _action(client, "follow_up", [run.pk])
+    assert Mailing.objects.count() == 3
+
+
+def test_no_follow_up_for_runs_not_tracked_per_recipient_or_of_others(
+    client, owner, manager, smtp_server
+):
+    from core.models import Mailing
+
+    _send(owner, smtp_server, track_recipients=False)
+    run = MailingRun.objects.get()
+    client.force_login(owner)
+    answer = _action(client, "follow_up", [run.pk])
+    assert answer.status_code == 302
+    messages = [str(m) for m in answer.wsgi_request._messages]
+    assert any("did not track opens per recipient" in m for m in messages)
+    client.force_login(manager)
+    page = client.get("/admin/core/mailingrun/")
+    assert "follow_up" not in dict(page.context["action_form"].fields["action"].choices)
+    assert Mailing.objects.count() == 1
+
+
+def test_the_report_exports_as_csv(client, owner, smtp_server):
+    import csv
+    import io
+
+    run = _followed(owner, smtp_server)
+    client.force_login(owner)
+    answer = _action(client, "export_report", [run.pk])
+    assert answer["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig"))))
+    assert rows[0] == ["run", "mailing", "scheduled for", "figure", "value"]
+    figures = {row[3]: row[4] for row in rows[1:]}
+    assert figures["sent"] == "3"
+    assert figures["opened (people)"] == "2"
+    assert figures["clicks by machines"] == "1"
+    assert figures["clicks by people: https://shop.example/sale?from=mail&x=1"] == "2"
