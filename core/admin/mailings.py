@@ -12,9 +12,11 @@ from django.utils.translation import ngettext
 
 from core import tasks
 from core.models import Client, Mailing, Message, Segment, Tag
+from core.services import events
 from core.services import mailings as mailing_services
 
 from .base import OwnedAdmin, OwnedForm, SendingNoticeMixin
+from .reports import percent
 
 
 def _audience_size():
@@ -114,6 +116,7 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
         "last_run_at",
         "is_enabled",
         "audience_size",
+        "report",
     )
     actions = ("send_now", "disable_mailings", "enable_mailings")
     fieldsets = (
@@ -129,7 +132,15 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
         ),
         (
             _("State"),
-            {"fields": ("status_badge", "is_enabled", "next_run_at", "last_run_at")},
+            {
+                "fields": (
+                    "status_badge",
+                    "is_enabled",
+                    "next_run_at",
+                    "last_run_at",
+                    "report",
+                )
+            },
         ),
     )
 
@@ -226,6 +237,25 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
             .audience_of(obj.pk, segments=segments)
             .count()
         )
+
+    @admin.display(description=_("report"))
+    def report(self, obj):
+        """What followed all of the mailing's runs, with a link to them."""
+        if obj is None or obj.pk is None:
+            return "—"
+        figures = events.mailing_followed(mailing=obj)
+        if not figures["runs"]:
+            return _("Not sent yet.")
+        text = _(
+            "runs %(runs)d; sent %(sent)d; delivered %(delivered)d; bounced "
+            "%(bounced)d; complaints %(complained)d; unsubscribed %(unsubscribed)d; "
+            "opened %(opened)d (%(open_rate)s); clicked %(clicked)d (%(click_rate)s)"
+        ) % {
+            **figures,
+            "open_rate": percent(figures["open_rate"]),
+            "click_rate": percent(figures["click_rate"]),
+        }
+        return format_html("{} · {}", text, self.reports(obj))
 
     @admin.display(description=_("reports"))
     def reports(self, obj):

@@ -358,8 +358,8 @@ def engagement_text(figures: dict) -> str:
         )
     shown = {
         **figures,
-        "open_rate": _percent(figures["open_rate"]),
-        "click_rate": _percent(figures["click_rate"]),
+        "open_rate": percent(figures["open_rate"]),
+        "click_rate": percent(figures["click_rate"]),
     }
     text = text % shown
     if not figures["tracks_opens"]:
@@ -367,7 +367,7 @@ def engagement_text(figures: dict) -> str:
     return text
 
 
-def _percent(rate) -> str:
+def percent(rate) -> str:
     return "—" if rate is None else f"{rate:g}%"
 
 

@@ -12,12 +12,12 @@ import hashlib
 from datetime import UTC, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from core.models import Attempt, Event, EventCount, EventCountsUntil
+from core.models import Attempt, Event, EventCount, EventCountsUntil, MailingRun
 from core.services.mail.verp import token_attempt
 
 # The query parameter the links carry the token in.
@@ -278,3 +278,28 @@ def run_report_rows(*, run) -> list[tuple[str, object]]:
             (_("clicks by machines: %(url)s") % {"url": link["url"]}, link["machines"])
         )
     return rows
+
+
+def mailing_followed(*, mailing) -> dict:
+    """A mailing's report over all its runs: what its runs' pages say,
+    summed; people counted once per run they opened or clicked."""
+    runs = MailingRun.objects.filter(mailing_id=mailing.pk)
+    totals = runs.aggregate(runs=Count("pk"), sent=Sum("sent_count"))
+    sent = totals["sent"] or 0
+    attempts = Attempt.objects.filter(run__mailing_id=mailing.pk)
+    bounced_later = attempts.filter(
+        bounced_at__isnull=False, status=Attempt.Status.SENT
+    ).count()
+    figures = {
+        "runs": totals["runs"],
+        "sent": sent,
+        "delivered": max(sent - bounced_later, 0),
+        "bounced": attempts.filter(bounced_at__isnull=False).count(),
+        "complained": attempts.filter(complained_at__isnull=False).count(),
+        "unsubscribed": attempts.filter(unsubscribed_at__isnull=False).count(),
+        "opened": attempts.filter(opened_at__isnull=False).count(),
+        "clicked": attempts.filter(clicked_at__isnull=False).count(),
+    }
+    figures["open_rate"] = _rate(figures["opened"], figures["delivered"])
+    figures["click_rate"] = _rate(figures["clicked"], figures["delivered"])
+    return figures

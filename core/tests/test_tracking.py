@@ -591,3 +591,27 @@ def test_the_report_exports_as_csv(client, owner, smtp_server):
     assert figures["opened (people)"] == "2"
     assert figures["clicks by machines"] == "1"
     assert figures["clicks by people: https://shop.example/sale?from=mail&x=1"] == "2"
+
+
+def test_the_mailings_page_sums_its_runs(client, owner, smtp_server):
+    from core.services.events import mailing_followed
+
+    run = _followed(owner, smtp_server)
+    assert mailing_followed(mailing=run.mailing) == {
+        "runs": 1,
+        "sent": 3,
+        "delivered": 3,
+        "bounced": 0,
+        "complained": 0,
+        "unsubscribed": 0,
+        "opened": 2,
+        "clicked": 1,
+        "open_rate": 66.7,
+        "click_rate": 33.3,
+    }
+    client.force_login(owner)
+    page = client.get(
+        f"/admin/core/mailing/{run.mailing_id}/change/", HTTP_ACCEPT_LANGUAGE="en"
+    ).content.decode()
+    assert "runs 1; sent 3; delivered 3;" in page
+    assert "opened 2 (66.7%); clicked 1 (33.3%)" in page
