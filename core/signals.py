@@ -4,6 +4,9 @@ Each keeps one rule true whatever path writes a row: the admin, a form, a
 service, `loaddata`, or the shell.
 """
 
+import logging
+
+from anymail.signals import tracking
 from django.db.models.signals import post_delete, post_migrate, post_save, pre_save
 
 from .models import Article, Client, Field, Mailing, User
@@ -11,7 +14,10 @@ from .models.grants import permissions_grant_owner
 from .models.mailings import SCHEDULE_FIELDS
 from .models.markup import article_body_html
 from .services.blog import blog_cache_invalidate_on_commit
+from .services.webhooks import provider_event_record
 from .tasks import schedule_ensure
+
+logger = logging.getLogger(__name__)
 
 
 def grant_owner(sender, instance, created=False, raw=False, **kwargs):
@@ -74,6 +80,12 @@ def author_changed(sender, update_fields=None, **kwargs):
         blog_cache_invalidate_on_commit()
 
 
+def provider_event(sender, event, esp_name, **kwargs):
+    """A sending provider's webhook: its bounce, complaint or unsubscribe."""
+    outcome = provider_event_record(event=event, esp_name=esp_name)
+    logger.info("%s webhook: %s event %s", esp_name, event.event_type, outcome)
+
+
 def connect(app_config) -> None:
     post_save.connect(grant_owner, dispatch_uid="core.grant_owner")
     pre_save.connect(mailing_schedule_loaded, sender=Mailing)
@@ -86,3 +98,4 @@ def connect(app_config) -> None:
     post_save.connect(author_changed, sender=User)
     # The dispatch schedule follows DISPATCH_PERIOD_MINUTES after each migrate.
     post_migrate.connect(schedule_ensure, sender=app_config)
+    tracking.connect(provider_event, dispatch_uid="core.provider_event")

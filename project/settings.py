@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "django_q",
     "axes",
     "csp",
+    "anymail",
 ]
 
 MIDDLEWARE = [
@@ -338,6 +339,21 @@ BOUNCE_MAILBOX_CA_FILE = env.str("BOUNCE_MAILBOX_CA_FILE", default="")
 BOUNCE_PERIOD_MINUTES = env.int("BOUNCE_PERIOD_MINUTES", default=5)
 # Soft bounces of one address within 30 days that suppress it.
 SOFT_BOUNCE_LIMIT = env.int("SOFT_BOUNCE_LIMIT", default=3)
+# Sending providers' tracking webhooks (django-anymail), at
+# /anymail/<provider>/tracking/ for amazon_ses, brevo, mailgun, postmark and
+# sendgrid: on only when ANYMAIL_WEBHOOK_SECRET ("user:password", the basic
+# auth the provider is given) is set; Mailgun's also needs its signing key.
+# MAILING_PROVIDER names the provider the relay belongs to, for those that
+# report a message's token only from a header of theirs (Postmark, Brevo).
+ANYMAIL_WEBHOOK_SECRET = env.list("ANYMAIL_WEBHOOK_SECRET", default=[])
+MAILGUN_WEBHOOK_SIGNING_KEY = env.str("MAILGUN_WEBHOOK_SIGNING_KEY", default="")
+MAILING_PROVIDER = env.str("MAILING_PROVIDER", default="")
+ANYMAIL = {
+    "WEBHOOK_SECRET": ANYMAIL_WEBHOOK_SECRET,
+    "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_WEBHOOK_SIGNING_KEY,
+    # A subscription is confirmed by hand in the AWS console (no boto3 here).
+    "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": False,
+}
 # Opens and clicks this many seconds after delivery or sooner are counted as
 # a machine's (a link scanner or a prefetcher), not a person's.
 TRACKING_MACHINE_SECONDS = env.int("TRACKING_MACHINE_SECONDS", default=10)

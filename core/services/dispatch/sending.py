@@ -40,6 +40,7 @@ from core.services.mail.verp import verp_address, verp_message_id, verp_token
 from core.services.privacy import preferences_url
 from core.services.tracking import message_tracked
 from core.services.unsubscribe import unsubscribe_url
+from core.services.webhooks import metadata_headers
 
 from .claims import attempts_claim, claims_renew, token_new
 from .journal import Journal
@@ -228,6 +229,7 @@ def compose(attempt) -> tuple[str, str, bytes]:
         reply_to=mailing.owner.email,
         message_id=verp_message_id(attempt.pk, site_host(), token),
         tracking=tracking,
+        extra_headers=metadata_headers(settings.MAILING_PROVIDER, token),
     )
     # The return path names the attempt, so its bounces can be matched.
     sender = verp_address(attempt.pk, token)

@@ -43,13 +43,15 @@ def email_prepare(
     reply_to: str = "",
     message_id: str = "",
     tracking: dict | None = None,
+    extra_headers: dict | None = None,
 ) -> Outgoing:
     """The message for one recipient, rendered and with its headers.
 
     `message_id` is the attempt's own (`verp_message_id`); a message that is
     no attempt (a test e-mail) gets a random one. `tracking` holds the
     recipient's `click_url` and `open_url` for a message whose parts were
-    rewritten for tracking (core.services.mail.tracking).
+    rewritten for tracking (core.services.mail.tracking). `extra_headers`
+    are the recipient's own too (a provider's metadata header).
     """
     # A name is shown in a header: no line breaks may reach it.
     full_name = " ".join((full_name or "").split())
@@ -70,6 +72,8 @@ def email_prepare(
         "List-Id": list_id(mailing=mailing),
         "Feedback-ID": feedback_id(mailing=mailing),
     }
+    if extra_headers:
+        headers.update(extra_headers)
     if unsubscribe_url:
         headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

@@ -40,8 +40,17 @@ MAX_LINE_BYTES = 998
 
 logger = logging.getLogger(__name__)
 
-# Headers that differ from one recipient to the next.
-VARYING_HEADERS = ("Subject", "To", "Message-ID", "Date", "List-Unsubscribe")
+# Headers that differ from one recipient to the next (the last two: the
+# metadata Postmark and Brevo report back, core.services.webhooks).
+VARYING_HEADERS = (
+    "Subject",
+    "To",
+    "Message-ID",
+    "Date",
+    "List-Unsubscribe",
+    "X-PM-Metadata-m",
+    "X-Mailin-custom",
+)
 
 # How a body is carried: absent, 7bit (ASCII), 8bit (UTF-8 as it is), or
 # quoted-printable when a line is too long for 8bit.
