@@ -1,6 +1,7 @@
 """The public site: home, blog and accounts. Views parse input and call services."""
 
 import base64
+import logging
 
 from csp.decorators import csp_exempt
 from django.conf import settings
@@ -9,7 +10,7 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
@@ -44,6 +45,8 @@ from .services import (
 )
 from .services.events import MESSAGE_PARAMETER
 from .services.unsubscribe import client_for_unsubscribe, client_unsubscribe
+
+logger = logging.getLogger(__name__)
 
 TOO_MANY = _("Too many requests. Please wait a while and try again.")
 MAIL_FAILED = _(
@@ -315,13 +318,19 @@ NOT_STORED = "no-store, no-cache, must-revalidate, max-age=0, private"
 
 
 def _tracked(request, token, kind, index=None):
-    return tracking.event_record(
-        token=token,
-        kind=kind,
-        index=index,
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:500],
-        method=request.method,
-    )
+    """(good, the link) of a tracking request; a database that cannot even
+    say which run the token names is a 503 for a click, the image anyway."""
+    try:
+        return tracking.event_record(
+            token=token,
+            kind=kind,
+            index=index,
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:500],
+            method=request.method,
+        )
+    except DatabaseError:
+        logger.exception("Tracking: the run of a %s could not be read", kind)
+        return None, ""
 
 
 # No Content-Security-Policy to build for an image or a redirect: the
@@ -342,6 +351,12 @@ def track_click(request, token, index):
     """A tracked link: on to the link the run holds at `index`, never to an
     address from the request."""
     good, url = _tracked(request, token, Event.Kind.CLICK, index)
+    if good is None:
+        return HttpResponse(
+            _("The link cannot be followed right now. Please try again in a minute."),
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
     if not good:
         raise Http404
     if not url:  # the hidden link: a scanner's, or a person's by mistake

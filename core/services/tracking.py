@@ -26,7 +26,7 @@ import threading
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Min, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -253,6 +253,16 @@ def event_record(
     reason = machine_reason(user_agent=user_agent, method=method)
     if kind == Event.Kind.CLICK and index == HONEYPOT:
         reason = HONEYPOT_HIT
+    try:
+        _record(run, run_id, attempt_id, kind, url, reason)
+    except DatabaseError:
+        # The reader still gets the image or their link; the event is lost
+        # with the database, and said so.
+        logger.exception("Tracking: a %s of run %s not recorded", kind, run_id)
+    return True, url
+
+
+def _record(run, run_id, attempt_id, kind, url, reason) -> None:
     now = timezone.now()
     if not attempt_id or not run["track_recipients"]:
         # Counted without tying it to a recipient.
@@ -266,7 +276,7 @@ def event_record(
             is_machine=bool(reason),
             source="pixel" if kind == Event.Kind.OPEN else "link",
         )
-        return True, url
+        return
     params = {
         "kind": kind,
         "now": now,
@@ -281,7 +291,6 @@ def event_record(
     _insert(params)
     if reason == HONEYPOT_HIT:
         _honeypot_spread(attempt_id=attempt_id, now=now)
-    return True, url
 
 
 def _insert(params: dict) -> None:

@@ -615,3 +615,31 @@ def test_the_mailings_page_sums_its_runs(client, owner, smtp_server):
     ).content.decode()
     assert "runs 1; sent 3; delivered 3;" in page
     assert "opened 2 (66.7%); clicked 1 (33.3%)" in page
+
+
+def test_a_database_that_fails_loses_the_event_not_the_reader(
+    owner, smtp_server, monkeypatch
+):
+    from django.db import OperationalError
+
+    from core.services import tracking
+
+    sent = _send(owner, smtp_server)
+    _delivered_long_ago()
+    pixel, clicks = _links(next(iter(sent.values())))
+    browser = Browser(HTTP_USER_AGENT=PERSON)
+    browser.get(pixel)  # the run is known to this process now
+
+    def down(*args, **kwargs):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(tracking, "_insert", down)
+    answer = browser.get(clicks[1])
+    assert answer.status_code == 302
+    assert answer["Location"] == "https://shop.example/sale?from=mail&x=1"
+    tracking.RUNS.clear()
+    monkeypatch.setattr(tracking.RUNS, "get", down)
+    assert browser.get(pixel).status_code == 200
+    failed = browser.get(clicks[1])
+    assert failed.status_code == 503
+    assert Event.objects.count() == 1
