@@ -291,9 +291,9 @@ class MailingRunAdmin(ReportAdmin):
                 writer.writerow(
                     [
                         run.pk,
-                        run.mailing.title,
+                        _cell(run.mailing.title),
                         run.scheduled_for.isoformat(),
-                        figure,
+                        _cell(figure),
                         value,
                     ]
                 )
@@ -338,6 +338,11 @@ class MailingRunAdmin(ReportAdmin):
             urlencode({"run__id__exact": obj.pk}),
             _("attempts"),
         )
+
+
+def _cell(text: str) -> str:
+    """Text a spreadsheet takes as text, never as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def engagement_text(figures: dict) -> str:

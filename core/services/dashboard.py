@@ -136,12 +136,30 @@ def _followed(*, owner, since, until) -> dict:
     )
     if owner is not None:
         events = events.filter(owner=owner)
+    # A click is an open too (images are often off), as the run's report
+    # counts it: the opened are the messages with either.
+    counted = {
+        BOUNCE: Q(kind=BOUNCE),
+        COMPLAINT: Q(kind=COMPLAINT),
+        OPEN: Q(kind__in=[OPEN, CLICK]),
+        CLICK: Q(kind=CLICK),
+    }
     rows = (
         events.order_by()
-        .values_list("owner_id", "kind")
-        .annotate(n=Count("attempt_id", distinct=True))
+        .values("owner_id")
+        .annotate(
+            **{
+                kind: Count("attempt_id", distinct=True, filter=condition)
+                for kind, condition in counted.items()
+            }
+        )
     )
-    return {(owner_id, kind): n for owner_id, kind, n in rows}
+    return {
+        (row["owner_id"], kind): row[kind]
+        for row in rows
+        for kind in counted
+        if row[kind]
+    }
 
 
 def _owners_followed(owners: list[dict], followed: dict) -> None:

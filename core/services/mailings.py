@@ -9,7 +9,7 @@ from django.db.models import Count
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from core.models import Client, Mailing, Segment
+from core.models import Client, Mailing, Message, Segment
 from core.models.clients import subscribed_q
 from core.models.segments import DAYS_MAX
 
@@ -50,14 +50,17 @@ def mailings_set_enabled(*, mailings, enabled: bool) -> list:
 
 
 def mailing_follow_up(*, run, now=None) -> Mailing:
-    """A mailing of the run's message to those its mailing reached and who
-    did not open it: a segment saying so, and a one-off mailing to it that
-    starts tomorrow, so its owner reviews it first."""
+    """A mailing to those its mailing reached and who did not open it: a
+    segment saying so, a copy of the message to edit freely, and a one-off
+    mailing of it that starts tomorrow, so its owner reviews it first.
+
+    The segment looks back as far as segments can (DAYS_MAX): it means the
+    same when the follow-up goes out as when it was made. For a recurring
+    mailing it holds those who opened none of its runs.
+    """
     now = now or timezone.now()
     mailing = run.mailing
-    started = run.started_at or run.created_at or now
-    days = min(DAYS_MAX, max(1, (now - started).days + 1))
-    within = {"mailing": mailing.pk, "days": days}
+    within = {"mailing": mailing.pk, "days": DAYS_MAX}
     with translation.override(settings.LANGUAGE_CODE), transaction.atomic():
         base = _("Did not open: %(title)s") % {"title": mailing.title}
         name = base[:90]
@@ -78,10 +81,17 @@ def mailing_follow_up(*, run, now=None) -> Mailing:
                 ],
             },
         )
+        original = mailing.message
+        message = Message.objects.create(
+            owner_id=mailing.owner_id,
+            subject=original.subject,
+            body=original.body,
+            html_body=original.html_body,
+        )
         follow_up = Mailing.objects.create(
             owner_id=mailing.owner_id,
             title=(_("%(title)s — follow-up") % {"title": mailing.title})[:255],
-            message=mailing.message,
+            message=message,
             start_at=now + timedelta(days=1),
             periodicity=Mailing.Periodicity.ONCE,
             track_opens=mailing.track_opens,

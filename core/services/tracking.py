@@ -182,6 +182,10 @@ class _Runs:
                 self.known[run_id] = found
         return found
 
+    def forget(self, run_id: int):
+        with self.lock:
+            self.known.pop(run_id, None)
+
     def clear(self):
         with self.lock:
             self.known.clear()
@@ -243,6 +247,13 @@ def event_record(
     if run is None:
         logger.info("Tracking: run %s no longer exists", run_id)
         return False, ""
+    # Only what the run tracks: a click's token turned into a pixel's, on a
+    # run that tracks no opens, records nothing.
+    if kind == Event.Kind.OPEN and not run["track_opens"]:
+        return True, ""
+    if kind == Event.Kind.CLICK and not run["track_clicks"]:
+        logger.info("Tracking: run %s tracks no clicks", run_id)
+        return False, ""
     url = ""
     if kind == Event.Kind.CLICK:
         if index != HONEYPOT:
@@ -257,8 +268,10 @@ def event_record(
         _record(run, run_id, attempt_id, kind, url, reason)
     except DatabaseError:
         # The reader still gets the image or their link; the event is lost
-        # with the database, and said so.
+        # with the database, and said so. (A run deleted since is looked up
+        # again next time.)
         logger.exception("Tracking: a %s of run %s not recorded", kind, run_id)
+        RUNS.forget(run_id)
     return True, url
 
 

@@ -8,7 +8,8 @@ records it as the mailbox's bounces are recorded (core.services.bounces).
 An event names its message by our token: in the metadata our messages give
 Postmark and Brevo (MAILING_PROVIDER), or in what the provider echoes of
 the message itself (Amazon SES the return path and Message-ID, Mailgun and
-SendGrid the Message-ID). One that names none of ours is logged and left.
+SendGrid the Message-ID), and it must be about that message's address. One
+that names none of ours is logged and left.
 The same webhook delivered again is recorded once (its fingerprint).
 
 Opens and clicks a provider tracks are not recorded: the service tracks its
@@ -53,17 +54,39 @@ def metadata_headers(provider: str, token: str) -> dict:
     return {}
 
 
-def _attempt_named(event) -> int | None:
+def _named_by(event) -> list[str]:
+    """Where an event may name our message: its metadata, the Message-ID the
+    provider reports, and Amazon SES's copy of the return path and headers.
+    Never the free text a receiving server wrote (a diagnostic may quote
+    any token it likes)."""
     metadata = event.metadata if isinstance(event.metadata, dict) else {}
     texts = [str(metadata.get(METADATA_KEY, "")), str(event.message_id or "")]
-    try:
-        texts.append(json.dumps(event.esp_event, default=str)[:200_000])
-    except (TypeError, ValueError):
-        pass
-    for text in texts:
-        found = attempts_named(text, tries=20)
-        if found:
-            return found[0]
+    esp = event.esp_event if isinstance(event.esp_event, dict) else {}
+    mail = esp.get("mail") if isinstance(esp.get("mail"), dict) else {}
+    headers = mail.get("commonHeaders")
+    headers = headers if isinstance(headers, dict) else {}
+    texts += [str(mail.get("source", "")), str(headers.get("messageId", ""))]
+    return texts
+
+
+def _attempt_named(event) -> int | None:
+    """The attempt the event names, if it is about that attempt's address."""
+    for text in _named_by(event):
+        found = attempts_named(text, tries=3)
+        if not found:
+            continue
+        attempt = Attempt.objects.filter(pk=found[0]).values("email").first()
+        if attempt is None:
+            return None
+        recipient = str(event.recipient or "").strip().lower()
+        if recipient and recipient != attempt["email"].strip().lower():
+            logger.info(
+                "Tracking webhook: an event for %.100s names the message of "
+                "another address",
+                recipient,
+            )
+            return None
+        return found[0]
     return None
 
 

@@ -45,6 +45,24 @@ TEXT = (
 # --- the message, rewritten once -------------------------------------------
 
 
+def test_links_are_read_as_browsers_read_them():
+    html = (
+        '<a data-href="https://not-this.example/" '
+        'href="https://shop.example/?x=1&param=2&amp;y=3&#38;z=4">a</a>'
+    )
+    text = "See https://en.wikipedia.org/wiki/Foo_(bar). Or (https://b.example/x)."
+    assert links_found(text=text, html_body=html) == [
+        "https://shop.example/?x=1&param=2&y=3&z=4",
+        "https://en.wikipedia.org/wiki/Foo_(bar)",
+        "https://b.example/x",
+    ]
+    parts = tracked_parts(
+        "s", text, html, tuple(links_found(text=text, html_body=html)), False
+    )
+    assert 'data-href="https://not-this.example/"' in parts.html_body
+    assert parts.body == "See \x1fc2/. Or (\x1fc3/)."
+
+
 def test_links_found_are_the_plain_links_of_both_parts_each_once():
     assert links_found(text=TEXT, html_body=HTML) == [
         "https://shop.example/sale?from=mail&x=1",
@@ -541,7 +559,14 @@ def test_a_follow_up_goes_to_those_who_did_not_open(client, owner, smtp_server):
     follow_up = Mailing.objects.exclude(pk=run.mailing_id).get()
     assert answer.status_code == 302
     assert answer["Location"] == f"/admin/core/mailing/{follow_up.pk}/change/"
-    assert follow_up.owner == owner and follow_up.message == run.mailing.message
+    assert follow_up.owner == owner
+    # A copy of the message: editing it leaves the original mailing alone.
+    original = run.mailing.message
+    assert follow_up.message != original
+    assert (follow_up.message.subject, follow_up.message.html_body) == (
+        original.subject,
+        original.html_body,
+    )
     assert follow_up.start_at > timezone.now()  # the owner reviews it first
     (segment,) = follow_up.segments.all()
     from core.models.segments import rules_clean
@@ -550,9 +575,11 @@ def test_a_follow_up_goes_to_those_who_did_not_open(client, owner, smtp_server):
     assert rules_clean(segment.rules, owner_id=owner.pk) == segment.rules
     assert owner.has_perm("core.change_mailing", follow_up)
     assert owner.has_perm("core.change_segment", segment)
-    members = set(segment.members().values_list("pk", flat=True))
     reached = set(Attempt.objects.values_list("client", flat=True))
-    assert members == reached - opened and len(members) == 1
+    # The same people now and when the follow-up goes out, a day later.
+    for moment in (timezone.now(), follow_up.start_at + timedelta(minutes=1)):
+        members = set(segment.members(now=moment).values_list("pk", flat=True))
+        assert members == reached - opened and len(members) == 1
     # Another follow-up of the same run gets a segment of its own.
     _action(client, "follow_up", [run.pk])
     assert Mailing.objects.count() == 3
@@ -643,3 +670,66 @@ def test_a_database_that_fails_loses_the_event_not_the_reader(
     failed = browser.get(clicks[1])
     assert failed.status_code == 503
     assert Event.objects.count() == 1
+
+
+def test_a_run_records_only_what_it_tracks(owner, smtp_server):
+    """A click's token put in a pixel's path, on a run that tracks clicks
+    only, records nothing; a run tracking neither refuses its clicks."""
+    sent = _send(owner, smtp_server, track_opens=False)
+    _delivered_long_ago()
+    _, clicks = _links(next(iter(sent.values())))
+    token = clicks[1].split("/")[3]
+    browser = Browser(HTTP_USER_AGENT=PERSON)
+    assert browser.get(f"/t/o/{token}/").status_code == 200
+    assert not Event.objects.exists()
+    MailingRun.objects.update(track_clicks=False)
+    from core.services.tracking import RUNS
+
+    RUNS.clear()
+    assert browser.get(clicks[0]).status_code == 404  # not even the honeypot
+    assert not Event.objects.exists()
+
+
+def test_a_click_without_an_open_counts_as_opened_on_the_dashboard(
+    client, owner, smtp_server
+):
+    sent = _send(owner, smtp_server)
+    _delivered_long_ago()
+    _, clicks = _links(next(iter(sent.values())))
+    Browser(HTTP_USER_AGENT=PERSON).get(clicks[1])
+    client.force_login(owner)
+    figures = client.get("/admin/").context["dashboard"]
+    assert (figures["opened"], figures["clicked"]) == (1, 1)
+
+
+def test_another_owner_can_neither_follow_up_nor_export_a_run(
+    client, owner, smtp_server
+):
+    from core.models import Mailing, Segment
+
+    from .factories import UserFactory
+
+    run = _followed(owner, smtp_server)
+    client.force_login(UserFactory(verified=True, groups=["clients"]))
+    _action(client, "follow_up", [run.pk])
+    assert Mailing.objects.count() == 1 and not Segment.objects.exists()
+    answer = _action(client, "export_report", [run.pk])
+    if answer.status_code == 200 and answer["Content-Type"].startswith("text/csv"):
+        assert answer.content.decode("utf-8-sig").count("\n") == 1  # the header
+    else:
+        assert answer.status_code == 302  # nothing chosen that they may see
+
+
+def test_a_title_that_looks_like_a_formula_is_exported_as_text(
+    client, owner, smtp_server
+):
+    run = _followed(owner, smtp_server)
+    run.mailing.title = '=HYPERLINK("https://evil.example")'
+    run.mailing.save()
+    client.force_login(owner)
+    answer = _action(client, "export_report", [run.pk])
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig"))))
+    assert {row[1] for row in rows[1:]} == {"'" + run.mailing.title}

@@ -11,7 +11,6 @@ import time
 import pytest
 from django.test import Client as Provider
 from django.test import override_settings
-from django.utils import timezone
 
 from core.models import Attempt, Client, Event, Suppression
 from core.services.mail.verp import verp_address, verp_message_id, verp_token
@@ -258,15 +257,16 @@ def test_messages_carry_the_token_for_the_providers_that_need_it(
     from .factories import ClientFactory, due_mailing
 
     settings.MAILING_PROVIDER = provider
-    due_mailing(owner, [ClientFactory(owner=owner)])
+    due_mailing(owner, [ClientFactory(owner=owner) for _ in range(3)])
     dispatch_tick()
-    ((_, email),) = smtp_server.messages
-    token = verp_token(Attempt.objects.get().pk)
-    if header is None:
-        assert "X-PM-Metadata-m" not in email and "X-Mailin-custom" not in email
-    else:
-        assert token in email[header]
-        assert metadata_headers(provider, token)[header] == email[header]
+    assert len(smtp_server.messages) == 3
+    for (address,), email in smtp_server.messages:
+        # Each recipient's own token, on the fast MIME path too.
+        token = verp_token(Attempt.objects.get(email=address).pk)
+        if header is None:
+            assert "X-PM-Metadata-m" not in email and "X-Mailin-custom" not in email
+        else:
+            assert metadata_headers(provider, token)[header] == email[header]
 
 
 def test_webhooks_are_not_mounted_without_a_secret():
@@ -282,4 +282,27 @@ def test_webhooks_are_not_mounted_without_a_secret():
         "postmark_tracking_webhook",
         "sendgrid_tracking_webhook",
     }
-    assert timezone.now()
+
+
+def test_a_token_quoted_by_the_bouncing_server_names_nobody(attempt, db):
+    """A receiving server writes what it likes into its diagnostic: a token
+    quoted there, in a genuine provider bounce of another message, never
+    suppresses the address that token belongs to."""
+    stranger = AttemptFactory(email="attacker@evil.example")
+    payload = ses(stranger)
+    message = json.loads(payload["Message"])
+    message["bounce"]["bouncedRecipients"][0]["diagnosticCode"] = (
+        f"smtp; 550 5.1.1 <{verp_address(attempt.pk)}> {_message_id(attempt)}"
+    )
+    message["mail"]["source"] = "sender@evil.example"
+    message["mail"]["commonHeaders"] = {"messageId": "<x@evil.example>"}
+    payload["Message"] = json.dumps(message)
+    assert _deliver("amazon_ses", payload).status_code == 200
+    assert not Event.objects.exists() and not Suppression.objects.exists()
+
+
+def test_an_event_about_another_address_than_the_messages_is_refused(attempt):
+    payload = postmark(attempt)
+    payload["Email"] = "someone.else@example.org"
+    assert _deliver("postmark", payload).status_code == 200
+    assert not Event.objects.exists() and not Suppression.objects.exists()

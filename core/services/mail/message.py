@@ -17,7 +17,7 @@ from django.utils import timezone
 from core.links import site_host
 
 from .mime import Outgoing
-from .templates import message_context, message_render
+from .templates import message_context, message_render, part_bounded
 from .tracking import tracking_fill
 
 
@@ -64,8 +64,9 @@ def email_prepare(
     )
     subject, text, html = message_render(message=message, context=context)
     if tracking:
-        text = tracking_fill(text, **tracking)
-        html = tracking_fill(html, **tracking)
+        # Filled in, the markers grow: the cap holds for what is sent.
+        text = part_bounded(tracking_fill(text, **tracking))
+        html = part_bounded(tracking_fill(html, **tracking))
     headers = {
         "Message-ID": message_id or make_msgid(domain=site_host()),
         "Date": format_datetime(timezone.now()),

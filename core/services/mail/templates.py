@@ -94,7 +94,11 @@ def _shown(value) -> str:
 
 def _render(source: str, context: dict, *, autoescape: bool) -> str:
     template = template_compile(source, slack=GROWTH)
-    text = template.render(Context(context, autoescape=autoescape))
+    return part_bounded(template.render(Context(context, autoescape=autoescape)))
+
+
+def part_bounded(text: str) -> str:
+    """`text`, a part as one recipient gets it; MessageTooLarge past the cap."""
     if len(text) > MAX_RENDERED:
         raise MessageTooLarge(
             _("Personalised, a part of this message passes %(max)s characters.")

@@ -52,11 +52,16 @@ MAX_LINKS = 200
 MAX_URL = 2000
 
 _HREF = re.compile(
-    r"""(<a(?:rea)?\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"'<>\s]+)\2""",
+    r"""(<a(?:rea)?\b[^>]*?(?<![\w-])href\s*=\s*)(["'])(https?://[^"'<>\s]+)\2""",
     re.IGNORECASE,
 )
+# A character reference in an attribute, as browsers read one there: ended
+# by ";" ("&param=2" stays as it is, though "&para" names a character).
+_REFERENCE = re.compile(
+    r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
+)
 _PLAIN_URL = re.compile(r"https?://[^\s<>\"'{}]+", re.IGNORECASE)
-_TRAILING = ".,;:!?)]»"
+_TRAILING = ".,;:!?]»"
 _BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 _BODY_CLOSE = re.compile(r"</body\s*>", re.IGNORECASE)
 
@@ -114,7 +119,17 @@ def _text_urls(chunk: str, *, last: bool):
 
 
 def _plain_url(match_text: str) -> str:
-    return match_text.rstrip(_TRAILING)
+    """A link in text without the punctuation after it; a ")" closes the
+    sentence's bracket unless the link opened one (…/wiki/Foo_(bar))."""
+    url = match_text.rstrip(_TRAILING)
+    while url.endswith(")") and url.count(")") > url.count("("):
+        url = url[:-1].rstrip(_TRAILING)
+    return url
+
+
+def _attribute(value: str) -> str:
+    """An href's value as the browser follows it."""
+    return _REFERENCE.sub(lambda match: html.unescape(match[0]), value)
 
 
 def links_found(*, text: str, html_body: str) -> list[str]:
@@ -129,7 +144,7 @@ def links_found(*, text: str, html_body: str) -> list[str]:
     for is_text, chunk in _texts(html_body or ""):
         if is_text:
             for match in _HREF.finditer(chunk):
-                keep(html.unescape(match[3]))
+                keep(_attribute(match[3]))
     chunks = list(_texts(text or ""))
     for number, (is_text, chunk) in enumerate(chunks):
         if is_text:
@@ -162,7 +177,7 @@ def tracked_parts(
     index = {url: number for number, url in enumerate(links, start=1)}
 
     def html_link(match):
-        number = index.get(html.unescape(match[3]))
+        number = index.get(_attribute(match[3]))
         if number is None:
             return match[0]
         return f"{match[1]}{match[2]}{_click(number)}{match[2]}"
