@@ -733,3 +733,32 @@ def test_a_title_that_looks_like_a_formula_is_exported_as_text(
 
     rows = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig"))))
     assert {row[1] for row in rows[1:]} == {"'" + run.mailing.title}
+
+
+def test_the_shortcut_answers_exactly_the_tracking_paths():
+    """The middleware and the URL patterns name the same paths; anything
+    else (another method, a longer index) takes the ordinary way."""
+    from django.urls import reverse
+
+    from core.middleware import TRACKING_PATH
+
+    token = tracking_token(run_id=7, attempt_id=8)
+    assert TRACKING_PATH.match(reverse("track_open", args=[token]))["open"] == token
+    click = TRACKING_PATH.match(reverse("track_click", args=[token, 12]))
+    assert (click["click"], click["index"]) == (token, "12")
+    for other in ("/t/o/x/y/", "/t/c/x/", "/t/c/x/1", "/blog/t/o/x/"):
+        assert TRACKING_PATH.match(other) is None
+
+
+def test_tracking_answers_keep_the_security_headers_and_set_no_cookie(
+    owner, smtp_server
+):
+    sent = _send(owner, smtp_server)
+    pixel, clicks = _links(next(iter(sent.values())))
+    for path in (pixel, clicks[1]):
+        answer = Browser(HTTP_USER_AGENT=PERSON).get(path)
+        assert answer["X-Content-Type-Options"] == "nosniff"
+        assert "Set-Cookie" not in answer and "Content-Security-Policy" not in answer
+    # Past what the shortcut takes, the URL patterns still answer.
+    token = clicks[1].split("/")[3]
+    assert Browser().get(f"/t/c/{token}/{10**12}/").status_code == 404
