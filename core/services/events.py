@@ -9,7 +9,7 @@ or names another recipient's message, is treated as absent.
 """
 
 import hashlib
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count, Q, Sum
@@ -160,16 +160,16 @@ def _counted(run) -> list[tuple]:
     cached = getattr(run, "_engagement_counted", None)
     if cached is not None:
         return cached
+    # Before the first pass nothing is counted and every event is read; the
+    # same three queries either way.
     until = EventCountsUntil.objects.values_list("until", flat=True).first()
-    rows = []
-    live = Event.objects.filter(run_id=run.pk, kind__in=ENGAGEMENT)
-    if until is not None:
-        rows = list(
-            EventCount.objects.filter(run_id=run.pk, hour__lt=until).values_list(
-                "hour", "kind", "is_machine", "url", "count"
-            )
+    until = until or datetime.min.replace(tzinfo=UTC)
+    rows = list(
+        EventCount.objects.filter(run_id=run.pk, hour__lt=until).values_list(
+            "hour", "kind", "is_machine", "url", "count"
         )
-        live = live.filter(at__gte=until)
+    )
+    live = Event.objects.filter(run_id=run.pk, kind__in=ENGAGEMENT, at__gte=until)
     rows += [row[1:] for row in _by_hour(live)]
     run._engagement_counted = rows
     return rows
