@@ -176,6 +176,8 @@ def phase_admin():
     assert {"import_file_name", "format"} <= confirm_form.keys(), (
         "the file did not pass the check"
     )
+    # The owner's word that these people consented, which the confirm asks.
+    confirm_form["consent"] = "on"
     with timed() as confirm:
         done = browser.post(reverse("admin:core_client_process_import"), confirm_form)
     assert done.status_code == 302, f"confirm failed: {done.status_code}"

@@ -71,3 +71,38 @@ def test_the_version_is_the_texts_sha256(owner):
 
     record = consent_of(ClientFactory(owner=owner), text="Да, согласен.")
     assert record.version == hashlib.sha256("Да, согласен.".encode()).hexdigest()
+
+
+def test_an_imports_consents_are_the_same_records_written_in_bulk(owner):
+    """`record_many` (an import's) writes what `record` writes, for the
+    owner's recipients only."""
+    mine = [ClientFactory(owner=owner) for _ in range(3)]
+    stranger = ClientFactory(owner=UserFactory(verified=True, groups=["clients"]))
+    common = dict(
+        owner_id=owner.pk,
+        kind=Consent.Kind.PERSONAL_DATA,
+        text="Они согласились.",
+        source=Consent.IMPORT,
+        ip="192.0.2.7",
+        user_agent="Firefox " * 100,
+    )
+    written = Consent.objects.record_many(
+        client_ids=[c.pk for c in mine[:2]] + [stranger.pk], **common
+    )
+    (single,) = Consent.objects.record(client_ids=[mine[2].pk], **common)
+    assert written == 2
+    fields = (
+        "owner_id",
+        "kind",
+        "action",
+        "text",
+        "version",
+        "ip",
+        "user_agent",
+        "source",
+    )
+    rows = list(Consent.objects.order_by("client_id").values("client_id", *fields))
+    assert [row["client_id"] for row in rows] == [c.pk for c in mine]
+    expected = {name: getattr(single, name) for name in fields}
+    assert all({name: row[name] for name in fields} == expected for row in rows)
+    assert not Consent.objects.filter(client=stranger).exists()

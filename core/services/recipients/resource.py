@@ -496,7 +496,7 @@ class ClientResource(resources.ModelResource):
             if recipient.pk is not None and recipient.unsubscribed_at is None
         ]
         for kind in Consent.Kind.values:
-            Consent.objects.record(
+            Consent.objects.record_many(
                 owner_id=self.owner.pk,
                 client_ids=ids,
                 kind=kind,
