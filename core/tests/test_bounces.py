@@ -700,3 +700,18 @@ def test_a_pop3_message_with_a_long_line_is_read_like_any_other(dovecot_box, set
         UnreadBounce.objects.get().reason == "not a bounce or a complaint we can read"
     )
     assert dovecot_box.count() == 1
+
+
+def test_a_maildir_made_by_hand_as_new_alone_is_read(tmp_path, settings):
+    """`mkdir -p var/bounces/new` and a bounce saved there, as the README
+    says: the missing `cur/` and `tmp/` are made, and the bounce is read."""
+    root = tmp_path / "by-hand"
+    (root / "new").mkdir(parents=True)
+    settings.BOUNCE_MAILBOX_URL = f"maildir://{root}"
+    attempt = sent_attempt(email="boris@example.org")
+    (root / "new" / "1.eml").write_bytes(dsn(attempt))
+
+    intake = bounces_process()
+
+    assert (intake.read, intake.bounces, intake.left) == (1, 1, 0)
+    assert Suppression.objects.filter(email="boris@example.org").exists()

@@ -247,6 +247,11 @@ class _Maildir:
         path = Path(unquote(parts.netloc + parts.path))
         if not path.is_absolute():
             path = Path(settings.BASE_DIR) / path
+        # The standard library makes the three folders only for a maildir
+        # that does not exist yet: one made by hand as `var/bounces/new/`
+        # (what the README suggests) would fail on its missing `cur/`.
+        for folder in ("tmp", "new", "cur"):
+            (path / folder).mkdir(parents=True, exist_ok=True)
         self.box = stdlib_mailbox.Maildir(path, factory=None, create=True)
 
     def keys(self) -> dict[str, int]:
