@@ -215,6 +215,15 @@ class MailingRunAdmin(ReportAdmin):
             _("Per hour from the start: opens in blue, clicks in green; people only."),
         )
 
+    @staticmethod
+    def _may_act_on(request, run) -> bool:
+        """An owner's action on a run (a retry, a follow-up): theirs to
+        change, and not switched off by a manager."""
+        may_change = request.user.is_superuser or request.user.has_perm(
+            "core.change_mailing", run.mailing
+        )
+        return may_change and run.mailing.is_enabled
+
     def get_actions(self, request):
         # Reports are read-only, but the owner may queue a retry.
         actions = super().get_actions(request)
@@ -230,10 +239,8 @@ class MailingRunAdmin(ReportAdmin):
         the owner to review."""
         made, untracked = [], 0
         for run in queryset.select_related("mailing"):
-            may_change = request.user.is_superuser or request.user.has_perm(
-                "core.change_mailing", run.mailing
-            )
-            if not may_change:
+            # Not of a mailing a manager switched off: its copy would send.
+            if not self._may_act_on(request, run):
                 continue
             if not (run.track_recipients and (run.track_opens or run.track_clicks)):
                 untracked += 1  # nobody is known to have opened it
@@ -303,10 +310,7 @@ class MailingRunAdmin(ReportAdmin):
     def retry_failed(self, request, queryset):
         total = 0
         for run in queryset.select_related("mailing"):
-            may_change = request.user.is_superuser or request.user.has_perm(
-                "core.change_mailing", run.mailing
-            )
-            if not may_change or not run.mailing.is_enabled:
+            if not self._may_act_on(request, run):
                 continue
             count = dispatch.run_retry_failed(run=run)
             if count:

@@ -76,28 +76,49 @@ def link_event_record(*, client_id: int, kind: str, message: str = "", now=None)
     return attempt
 
 
+# What followed a message, as the attempt's first stamp of each.
+STAMPS = {
+    "complained": "complained_at",
+    "unsubscribed": "unsubscribed_at",
+    "opened": "opened_at",
+    "clicked": "clicked_at",
+}
+
+
+def _stamped(attempts, *names) -> dict:
+    """How many of `attempts` carry each named stamp. Each count runs on its
+    own partial index (Attempt.Meta): a run of a million attempts is not
+    read whole for the few that complained."""
+    return {
+        name: attempts.filter(**{f"{STAMPS[name]}__isnull": False}).count()
+        for name in names
+    }
+
+
+def _bounced(attempts) -> tuple[int, int]:
+    """(bounced, bounced after they were sent) of `attempts`: a refusal at
+    send time was never among the sent, so it takes nothing off delivered."""
+    counts = attempts.filter(bounced_at__isnull=False).aggregate(
+        bounced=Count("pk"),
+        later=Count("pk", filter=Q(status=Attempt.Status.SENT)),
+    )
+    return counts["bounced"], counts["later"]
+
+
 def run_followed(*, run) -> dict:
     """What followed a run's messages, as its report shows it: delivered
     (sent less bounced), bounced by severity, complaints, unsubscribes."""
-    # Each count on its own partial index (Attempt.Meta): a run of a million
-    # attempts is not read whole for the few that bounced.
     attempts = Attempt.objects.filter(run_id=run.pk)
-    counts = attempts.filter(bounced_at__isnull=False).aggregate(
-        bounced=Count("pk"),
-        # Refused at send time, a bounce was never among the sent.
-        bounced_later=Count("pk", filter=Q(status=Attempt.Status.SENT)),
-    )
-    counts["complained"] = attempts.filter(complained_at__isnull=False).count()
-    counts["unsubscribed"] = attempts.filter(unsubscribed_at__isnull=False).count()
+    bounced, bounced_later = _bounced(attempts)
     severities = dict(
         Event.objects.filter(run_id=run.pk, kind=Event.Kind.BOUNCE)
         .order_by()
         .values_list("severity")
         .annotate(n=Count("attempt_id", distinct=True))
     )
-    bounced_later = counts.pop("bounced_later")
     return {
-        **counts,
+        "bounced": bounced,
+        **_stamped(attempts, "complained", "unsubscribed"),
         "delivered": max(run.sent_count - bounced_later, 0),
         "severities": severities,
     }
@@ -182,11 +203,7 @@ def run_engagement(*, run, delivered: int) -> dict:
     stamped); `opens` and `clicks` count every event, by people and by
     machines. A run not tracked per recipient has only the events.
     """
-    attempts = Attempt.objects.filter(run_id=run.pk)
-    people = {
-        "opened": attempts.filter(opened_at__isnull=False).count(),
-        "clicked": attempts.filter(clicked_at__isnull=False).count(),
-    }
+    people = _stamped(Attempt.objects.filter(run_id=run.pk), "opened", "clicked")
     counted = {}
     for _when, kind, machine, _url, n in _counted(run):
         counted[kind, machine] = counted.get((kind, machine), 0) + n
@@ -287,18 +304,13 @@ def mailing_followed(*, mailing) -> dict:
     totals = runs.aggregate(runs=Count("pk"), sent=Sum("sent_count"))
     sent = totals["sent"] or 0
     attempts = Attempt.objects.filter(run__mailing_id=mailing.pk)
-    bounced_later = attempts.filter(
-        bounced_at__isnull=False, status=Attempt.Status.SENT
-    ).count()
+    bounced, bounced_later = _bounced(attempts)
     figures = {
         "runs": totals["runs"],
         "sent": sent,
         "delivered": max(sent - bounced_later, 0),
-        "bounced": attempts.filter(bounced_at__isnull=False).count(),
-        "complained": attempts.filter(complained_at__isnull=False).count(),
-        "unsubscribed": attempts.filter(unsubscribed_at__isnull=False).count(),
-        "opened": attempts.filter(opened_at__isnull=False).count(),
-        "clicked": attempts.filter(clicked_at__isnull=False).count(),
+        "bounced": bounced,
+        **_stamped(attempts, "complained", "unsubscribed", "opened", "clicked"),
     }
     figures["open_rate"] = _rate(figures["opened"], figures["delivered"])
     figures["click_rate"] = _rate(figures["clicked"], figures["delivered"])

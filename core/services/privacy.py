@@ -7,22 +7,17 @@ an erasure deletes the recipient and keeps only the address's sha256, so no
 import brings it back (DESIGN.md, Suppression).
 """
 
-import functools
-
-from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
-from core.links import absolute_url
+from core.links import link_around_token
 from core.models import Attempt, Client, Consent, Event, Field, Suppression, Tag
 from core.models.suppressions import email_digest
 from core.models.users import email_normalize
 from core.services.events import link_event_record, link_with_message
 
 PREFERENCES_SALT = "core.preferences"
-PLACEHOLDER = "TOKEN"
 
 
 def preferences_token(*, client_id: int) -> str:
@@ -42,18 +37,9 @@ def preferences_client(*, token: str) -> Client | None:
 
 def preferences_url(*, client_id: int, message: str = "") -> str:
     """The link; `message` as for `unsubscribe_url`."""
-    head, tail = _link_around_token(
-        settings.SITE_URL, get_urlconf(), get_script_prefix()
-    )
+    head, tail = link_around_token("preferences")
     link = f"{head}{preferences_token(client_id=client_id)}{tail}"
     return link_with_message(link, message)
-
-
-@functools.lru_cache(maxsize=8)
-def _link_around_token(site_url, urlconf, prefix) -> tuple[str, str]:
-    link = absolute_url(reverse("preferences", kwargs={"token": PLACEHOLDER}))
-    head, _, tail = link.partition(PLACEHOLDER)
-    return head, tail
 
 
 # --- what the recipient may change -------------------------------------------

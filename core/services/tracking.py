@@ -19,7 +19,6 @@ did within a minute of it. Only people stamp the attempt's `opened_at` and
 `clicked_at`; a click counts as an open as well (images are often off).
 """
 
-import functools
 import logging
 import re
 import threading
@@ -28,11 +27,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Min, Q
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from core.links import absolute_url
+from core.links import link_around_token
 from core.models import Attempt, Event, MailingRun
 from core.services.mail.tracking import (
     HONEYPOT,
@@ -109,22 +107,13 @@ def run_tracking_freeze(*, run, mailing) -> None:
     )
 
 
-URL_MARKER = "0-0-aaaaaaaa"
-
-
-@functools.lru_cache(maxsize=4)
-def _url_templates(site_url: str) -> tuple[str, str]:
-    open_url = absolute_url(reverse("track_open", args=[URL_MARKER]))
-    click_url = absolute_url(reverse("track_click", args=[URL_MARKER, 0]))
-    return open_url, click_url.removesuffix("0/")
-
-
 def tracking_urls(token: str) -> dict:
     """A recipient's pixel and the start of their click links."""
-    open_url, click_url = _url_templates(settings.SITE_URL)
+    open_head, open_tail = link_around_token("track_open")
+    click_head, _ = link_around_token("track_click", index=0)
     return {
-        "open_url": open_url.replace(URL_MARKER, token),
-        "click_url": click_url.replace(URL_MARKER, token),
+        "open_url": f"{open_head}{token}{open_tail}",
+        "click_url": f"{click_head}{token}/",
     }
 
 

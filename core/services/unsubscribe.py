@@ -5,19 +5,14 @@ so nobody can unsubscribe someone else by guessing; GET asks, POST (a mail
 program's RFC 8058 one click) acts.
 """
 
-import functools
-
-from django.conf import settings
 from django.core import signing
-from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
-from core.links import absolute_url
+from core.links import link_around_token
 from core.models import Client, Event
 from core.services.events import link_event_record, link_with_message
 
 UNSUBSCRIBE_SALT = "core.unsubscribe"
-PLACEHOLDER = "TOKEN"
 
 
 def unsubscribe_token(*, client_id: int) -> str:
@@ -38,19 +33,9 @@ def unsubscribe_client_id(*, token: str) -> int | None:
 def unsubscribe_url(*, client_id: int, message: str = "") -> str:
     """The link; `message` is the token of the message it is in, so the
     unsubscribe counts for that message's run."""
-    head, tail = _link_around_token(
-        settings.SITE_URL, get_urlconf(), get_script_prefix()
-    )
+    head, tail = link_around_token("unsubscribe")
     link = f"{head}{unsubscribe_token(client_id=client_id)}{tail}"
     return link_with_message(link, message)
-
-
-@functools.lru_cache(maxsize=8)
-def _link_around_token(site_url, urlconf, prefix) -> tuple[str, str]:
-    """The link up to and after the token: resolved once, not per message."""
-    link = absolute_url(reverse("unsubscribe", kwargs={"token": PLACEHOLDER}))
-    head, _, tail = link.partition(PLACEHOLDER)
-    return head, tail
 
 
 def client_for_unsubscribe(*, token: str) -> Client | None:

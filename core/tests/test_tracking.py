@@ -762,3 +762,13 @@ def test_tracking_answers_keep_the_security_headers_and_set_no_cookie(
     # Past what the shortcut takes, the URL patterns still answer.
     token = clicks[1].split("/")[3]
     assert Browser().get(f"/t/c/{token}/{10**12}/").status_code == 404
+
+
+def test_no_follow_up_of_a_mailing_a_manager_switched_off(client, owner, smtp_server):
+    from core.models import Mailing
+
+    run = _followed(owner, smtp_server)
+    Mailing.objects.filter(pk=run.mailing_id).update(is_enabled=False)
+    client.force_login(owner)
+    _action(client, "follow_up", [run.pk])
+    assert Mailing.objects.count() == 1
