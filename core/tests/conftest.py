@@ -1,5 +1,6 @@
 import pytest
 from django.core.cache import cache
+from django.utils import translation
 
 from core.services.roles import CLIENTS, MANAGERS
 from core.services.tracking import RUNS
@@ -21,6 +22,10 @@ def _fast_isolated_settings(settings):
     yield
     cache.clear()
     RUNS.clear()
+    # The language a request's Accept-Language chose stays active in the
+    # thread after the test client returns: the next test starts in the
+    # default one, as a fresh process does.
+    translation.deactivate()
 
 
 @pytest.fixture
