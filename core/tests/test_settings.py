@@ -296,3 +296,31 @@ def test_commands_that_read_only_the_code_run_without_a_key(tmp_path):
     refused = run_manage(["migrate", "--no-input"], tmp_path)
     assert refused.returncode != 0
     assert "SECRET_KEY must be set" in refused.stderr
+
+
+def test_django_anymail_is_installed_only_where_its_webhooks_are_mounted(tmp_path):
+    """Its app registers only system checks, which import `requests`: every
+    process start (the minute's send command among them) would pay for it."""
+    code = (
+        "import django, sys; django.setup(); from django.conf import settings; "
+        "print('anymail' in settings.INSTALLED_APPS, 'requests' in sys.modules)"
+    )
+    without = run_python(code, tmp_path, DEBUG="True")
+    assert without.returncode == 0, without.stderr
+    assert without.stdout.split() == ["False", "False"]
+    mounted = run_python(code, tmp_path, DEBUG="True", ANYMAIL_WEBHOOK_SECRET="a:b")
+    assert mounted.returncode == 0, mounted.stderr
+    assert mounted.stdout.split()[0] == "True"
+
+
+def test_the_send_command_skips_the_system_checks_and_check_still_runs_them(
+    tmp_path,
+):
+    """Run every minute, the send command leaves the checks (a tenth of a
+    second of every run) to `check`, `migrate` and `runserver`."""
+    from core.management.commands.send_scheduled_emails import Command
+
+    assert Command.requires_system_checks == []
+    checked = run_manage(["check"], tmp_path, DEBUG="True")
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert "System check identified no issues" in checked.stdout
