@@ -6,7 +6,10 @@ the same for every recipient. Here Django builds the message once per
 mailing, with markers where a recipient's own parts go; each recipient then
 costs only the encoding of those parts, done by the same functions the
 generator calls (`forbid_multi_line_headers`, the compat32 policy's
-`fold_binary`, its line-ending rule). The bytes are those
+`fold_binary`, its line-ending rule), or for the common headers (short
+ASCII, a Subject, a To with an encoded name) written directly as those
+functions write them (`header_line`; the tests hold the two ways equal on
+random headers). The bytes are those
 `EmailMultiAlternatives.message().as_bytes()` gives, the boundary aside
 (each message draws its own, as the generator does: one boundary shared by
 a whole mailing would mark its messages as bulk), except that a
@@ -24,7 +27,7 @@ import re
 import secrets
 import sys
 from dataclasses import dataclass, field
-from email import policy
+from email import base64mime, policy, quoprimime
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -97,27 +100,86 @@ class Outgoing:
         return message_bytes(self)
 
 
-# The compat32 policy leaves a short ASCII header on its own line, and moves
-# a long one that has nowhere to fold (no space, no ";" or ",") to the next
-# line whole. Written directly, those two cases cost a microsecond instead of
-# the twenty the Header machinery takes; the tests compare both ways.
+# The compat32 policy leaves a short ASCII header on its own line, moves a
+# long one that has nowhere to fold (no space, no ";" or ",") to the next
+# line whole, and breaks one of two such words at the space between them (a
+# To header: the name, encoded, and the address). Django encodes a non-ASCII
+# Subject as RFC 2047 words that the policy then puts one to a line. Written
+# directly, those cases cost a microsecond or a few instead of the twenty to
+# forty the Header machinery takes; the tests compare both ways.
 HEADER_LINE = 78
 UNFOLDABLE = re.compile(r"[^\s;,]*\Z")
+TWO_WORDS = re.compile(r"([^\s;,]+) ([^\s;,]+)\Z")
+# What str.splitlines (and so the Header machinery) breaks a line at.
+LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# Header's room for an encoded word (email.header's MAXLINELEN, 78): the
+# whole first line, the rest after the continuation space, less
+# "=?utf-8?b?" and "?=".
+WORD_ROOM_FIRST, WORD_ROOM_NEXT = 78 - 12, 77 - 12
+# The length of each ASCII character quoted-printable encoded in a header.
+Q_ASCII = tuple(quoprimime.header_length(bytes([code])) for code in range(128))
 
 
 def header_line(name: str, value: str, encoding: str) -> bytes:
     """One header as Django stores it and the generator writes it."""
-    if (
-        value.isascii()
-        and name != "Subject"  # Django runs an ASCII subject through Header too
-        and "\n" not in value
-        and "\r" not in value
-    ):
+    if value.isascii():
+        if LINE_BREAK.search(value) or (
+            # forbid_multi_line_headers leaves an ASCII value as it is, but
+            # folds a Subject on its own first (78 a line, no name before
+            # it): the same, where it fits there or cannot be folded.
+            name == "Subject"
+            and len(value) > HEADER_LINE
+            and not UNFOLDABLE.match(value)
+        ):
+            return header_line_folded(name, value, encoding)
         if len(name) + 2 + len(value) <= HEADER_LINE:
             return f"{name}: {value}{LINESEP}".encode()
         if UNFOLDABLE.match(value):
             return f"{name}: {LINESEP} {value}{LINESEP}".encode()
+        two = TWO_WORDS.match(value)
+        if two and len(name) + 2 + len(two[1]) <= HEADER_LINE:
+            return f"{name}: {two[1]}{LINESEP} {two[2]}{LINESEP}".encode()
+    elif name == "Subject" and encoding == "utf-8" and not LINE_BREAK.search(value):
+        words = encoded_words(value)
+        if words is not None:
+            # A first word too long for the header's line goes to the next.
+            lead = f"{LINESEP} " if len(name) + 2 + len(words[0]) > HEADER_LINE else ""
+            return f"{name}: {lead}{f'{LINESEP} '.join(words)}{LINESEP}".encode()
     return header_line_folded(name, value, encoding)
+
+
+def encoded_words(value: str) -> list[str] | None:
+    """The RFC 2047 words `Header(value, "utf-8").encode()` writes, in order.
+
+    As the standard library does it (Charset.header_encode_lines): base64 or
+    quoted-printable, whichever is shorter for the whole value; then as
+    many characters to a word as fit, a character at a time. The lengths
+    are summed here instead of re-encoding the word for every character.
+    None for a value UTF-8 cannot carry (a lone surrogate).
+    """
+    try:
+        data = value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    b64 = base64mime.header_length(data) < quoprimime.header_length(data)
+    words, start, size, room = [], 0, 0, WORD_ROOM_FIRST
+    for index, character in enumerate(value):
+        code = ord(character)
+        octets = 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
+        if b64:
+            cost = octets
+            grown = (size + cost + 2) // 3 * 4
+        else:
+            cost = Q_ASCII[code] if code < 0x80 else 3 * octets
+            grown = size + cost
+        if grown > room:
+            words.append(value[start:index])
+            start, size, room = index, cost, WORD_ROOM_NEXT
+        else:
+            size += cost
+    words.append(value[start:])
+    encode = base64mime.header_encode if b64 else quoprimime.header_encode
+    return [encode(word.encode("utf-8"), charset="utf-8") for word in words]
 
 
 def header_line_folded(name: str, value: str, encoding: str) -> bytes:
