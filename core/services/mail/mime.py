@@ -116,8 +116,14 @@ LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 # whole first line, the rest after the continuation space, less
 # "=?utf-8?b?" and "?=".
 WORD_ROOM_FIRST, WORD_ROOM_NEXT = 78 - 12, 77 - 12
-# The length of each ASCII character quoted-printable encoded in a header.
+# The length of each ASCII character quoted-printable encoded in a header,
+# and the bytes that stay one character there.
 Q_ASCII = tuple(quoprimime.header_length(bytes([code])) for code in range(128))
+Q_SAFE = bytes(
+    code for code in range(256) if quoprimime.header_length(bytes([code])) == 1
+)
+# The bytes a base64 word holds on any line: 64 characters fit both rooms.
+B64_WORD_BYTES = min(WORD_ROOM_FIRST, WORD_ROOM_NEXT) // 4 * 3
 
 
 def header_line(name: str, value: str, encoding: str) -> bytes:
@@ -154,32 +160,43 @@ def encoded_words(value: str) -> list[str] | None:
     As the standard library does it (Charset.header_encode_lines): base64 or
     quoted-printable, whichever is shorter for the whole value; then as
     many characters to a word as fit, a character at a time. The lengths
-    are summed here instead of re-encoding the word for every character.
-    None for a value UTF-8 cannot carry (a lone surrogate).
+    are summed here instead of re-encoding the word for every character,
+    and base64 words, 48 bytes each on any line, are cut from the bytes
+    between characters. None for a value UTF-8 cannot carry (a lone
+    surrogate).
     """
     try:
         data = value.encode("utf-8")
     except UnicodeEncodeError:
         return None
-    b64 = base64mime.header_length(data) < quoprimime.header_length(data)
+    quoted = len(data) + 2 * len(data.translate(None, Q_SAFE))
+    if base64mime.header_length(data) < quoted:
+        chunks, start = [], 0
+        while start < len(data):
+            end = start + B64_WORD_BYTES
+            # Back to the start of the character the cut would split.
+            while end < len(data) and 0x80 <= data[end] < 0xC0:
+                end -= 1
+            chunks.append(data[start:end])
+            start = end
+        return [base64mime.header_encode(chunk, charset="utf-8") for chunk in chunks]
     words, start, size, room = [], 0, 0, WORD_ROOM_FIRST
     for index, character in enumerate(value):
         code = ord(character)
-        octets = 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
-        if b64:
-            cost = octets
-            grown = (size + cost + 2) // 3 * 4
+        if code < 0x80:
+            cost = Q_ASCII[code]
         else:
-            cost = Q_ASCII[code] if code < 0x80 else 3 * octets
-            grown = size + cost
-        if grown > room:
+            cost = 3 * (2 if code < 0x800 else 3 if code < 0x10000 else 4)
+        if size + cost > room:
             words.append(value[start:index])
             start, size, room = index, cost, WORD_ROOM_NEXT
         else:
             size += cost
     words.append(value[start:])
-    encode = base64mime.header_encode if b64 else quoprimime.header_encode
-    return [encode(word.encode("utf-8"), charset="utf-8") for word in words]
+    return [
+        quoprimime.header_encode(word.encode("utf-8"), charset="utf-8")
+        for word in words
+    ]
 
 
 def header_line_folded(name: str, value: str, encoding: str) -> bytes:
