@@ -8,7 +8,7 @@ request: a forged Host cannot redirect a verification or unsubscribe link.
 import functools
 
 from django.conf import settings
-from django.urls import get_script_prefix, get_urlconf, reverse
+from django.urls import get_script_prefix, reverse, set_script_prefix
 
 TOKEN_PLACEHOLDER = "TOKEN"
 
@@ -21,22 +21,31 @@ def absolute_url(path: str) -> str:
 def link_around_token(name: str, **kwargs) -> tuple[str, str]:
     """The absolute link of the URL `name` up to and after its `token`:
     resolved once, not once per message, which then costs a concatenation.
-    Other arguments of the URL are given as `kwargs`."""
+    Other arguments of the URL are given as `kwargs`.
+
+    Resolved in the site's own URLs from its root, whatever the thread is
+    serving: SITE_URL says where the site is, so a link in a mail is the
+    same whether a delivery worker or a request (under whatever script
+    prefix or URLconf) builds it. Not reading the thread's URLconf and
+    prefix also spares a message four lookups in asgiref's locals, some
+    40 µs when eight connection threads contend for them.
+    """
     return _link_around_token(
-        name,
-        tuple(sorted(kwargs.items())),
-        settings.SITE_URL,
-        get_urlconf(),
-        get_script_prefix(),
+        name, tuple(sorted(kwargs.items())), settings.SITE_URL, settings.ROOT_URLCONF
     )
 
 
 @functools.lru_cache(maxsize=32)
-def _link_around_token(name, kwargs, site_url, urlconf, prefix) -> tuple[str, str]:
-    link = absolute_url(
-        reverse(name, kwargs={"token": TOKEN_PLACEHOLDER, **dict(kwargs)})
-    )
-    head, _, tail = link.partition(TOKEN_PLACEHOLDER)
+def _link_around_token(name, kwargs, site_url, urlconf) -> tuple[str, str]:
+    prefix = get_script_prefix()
+    set_script_prefix("/")
+    try:
+        path = reverse(
+            name, urlconf=urlconf, kwargs={"token": TOKEN_PLACEHOLDER, **dict(kwargs)}
+        )
+    finally:
+        set_script_prefix(prefix)
+    head, _, tail = absolute_url(path).partition(TOKEN_PLACEHOLDER)
     return head, tail
 
 

@@ -86,6 +86,29 @@ def test_the_link_follows_site_url(settings):
     assert unsubscribe_client_id(token=token) == 7
 
 
+
+def test_the_link_is_the_same_whoever_builds_it(settings):
+    """A request served under a script prefix (or with a URLconf of its own)
+    builds the same link as a delivery worker: SITE_URL says where the site
+    is, whichever of the two resolves the link first."""
+    from django.urls import set_script_prefix
+
+    from core import links
+    from core.services.unsubscribe import unsubscribe_url
+
+    for request_first in (True, False):
+        links._link_around_token.cache_clear()
+        built = []
+        for prefix in ("/app/", "/") if request_first else ("/", "/app/"):
+            set_script_prefix(prefix)
+            try:
+                built.append(unsubscribe_url(client_id=7))
+            finally:
+                set_script_prefix("/")
+        assert built[0] == built[1]
+        assert built[0].startswith(f"{settings.SITE_URL}/unsubscribe/")
+
+
 # --- unsubscribes and preference changes are events of their message ------
 
 
