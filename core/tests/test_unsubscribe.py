@@ -86,7 +86,6 @@ def test_the_link_follows_site_url(settings):
     assert unsubscribe_client_id(token=token) == 7
 
 
-
 def test_the_link_is_the_same_whoever_builds_it(settings):
     """A request served under a script prefix (or with a URLconf of its own)
     builds the same link as a delivery worker: SITE_URL says where the site
