@@ -1,0 +1,152 @@
+"""DKIM signatures (RFC 6376) for bulk messages, at a small cost a message.
+
+A mailing's messages differ per recipient in a few headers and in the body,
+so each one is signed on its own: its body is canonicalized (relaxed) and
+hashed with two regular-expression passes and hashlib, the headers named in
+`h=` are canonicalized (relaxed) from the message as it is, and the
+signature is RSA-SHA256 through the `cryptography` package (OpenSSL). A
+pure-Python signer (dkimpy) takes some 7 ms a message; dkimpy stays the
+judge in the tests, which verify every signature this module makes.
+
+`From` is signed one time more than it appears (over-signed): a second
+From added on the way fails the signature instead of slipping under it.
+
+Nothing here reads a model: the caller gives the key and the message bytes.
+"""
+
+import base64
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+# What a mailing's message carries that a receiver judges it by, in the
+# order they are listed in `h=` when present.
+SIGNED_HEADERS = (
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "MIME-Version",
+    "Content-Type",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+)
+OVERSIGNED = ("From",)
+KEY_BITS = 2048
+
+# Relaxed canonicalization (RFC 6376 3.4.2 and 3.4.4).
+# Runs of whitespace become one space; a lone space is one already, and
+# matching every word gap of a body would cost most of the signing.
+_WSP_RUN = re.compile(rb"\t[ \t]*| [ \t]+")
+_WSP_BEFORE_CRLF = re.compile(rb" \r\n")
+_UNFOLD = re.compile(rb"\r\n(?=[ \t])")
+_HEADER_START = re.compile(rb"^([^\s:][^:]*):", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """A domain's signing key and the selector its public half is under."""
+
+    domain: str
+    selector: str
+    private_key: rsa.RSAPrivateKey
+
+    @classmethod
+    def from_pem(cls, *, domain: str, selector: str, pem: bytes) -> "DkimKey":
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError("A DKIM key here is an RSA key.")
+        return cls(domain=domain.lower(), selector=selector, private_key=key)
+
+
+def dkim_key_new() -> bytes:
+    """A new RSA key for DKIM, as PEM (PKCS#8, unencrypted: encrypt it to
+    store it)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def dkim_dns_record(key: DkimKey) -> str:
+    """The TXT record to publish at `<selector>._domainkey.<domain>`."""
+    der = key.private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
+
+
+def body_canonical(body: bytes) -> bytes:
+    """The relaxed form of a body whose every line, the last included, ends
+    in CRLF (RFC 6376 3.4.4)."""
+    # Searched first: most bodies have neither, and a search costs a tenth
+    # of a regular expression's pass.
+    if b"\t" in body or b"  " in body:
+        body = _WSP_RUN.sub(b" ", body)
+    if b" \r\n" in body:
+        body = _WSP_BEFORE_CRLF.sub(b"\r\n", body)
+    body = body.rstrip(b"\r\n")
+    return body + b"\r\n" if body else b""
+
+
+def header_canonical(name: bytes, value: bytes) -> bytes:
+    """One header's relaxed form, without its CRLF (RFC 6376 3.4.2)."""
+    value = _WSP_RUN.sub(b" ", _UNFOLD.sub(b"", value)).strip(b" \r\n")
+    return name.strip(b" \t").lower() + b":" + value
+
+
+def _headers(head: bytes) -> dict[bytes, list[bytes]]:
+    """Lowercase name → the values of its headers, in message order."""
+    found: dict[bytes, list[bytes]] = {}
+    starts = [(m.start(), m.end(), m.group(1)) for m in _HEADER_START.finditer(head)]
+    for index, (_, end, name) in enumerate(starts):
+        stop = starts[index + 1][0] if index + 1 < len(starts) else len(head)
+        value = head[end:stop]
+        if value.endswith(b"\r\n"):
+            value = value[:-2]
+        found.setdefault(name.strip(b" \t").lower(), []).append((name, value))
+    return found
+
+
+def dkim_sign(message: bytes, key: DkimKey, *, now: int | None = None) -> bytes:
+    """`message` (CRLF line endings) with a DKIM-Signature header first."""
+    split = message.find(b"\r\n\r\n")
+    if split < 0:
+        head, body = message, b""
+    else:
+        head, body = message[: split + 2], message[split + 4 :]
+    if body and not body.endswith(b"\r\n"):
+        # The transport ends the last line before the final dot: signed as
+        # it is sent, trailing spaces of that line are no question.
+        body += b"\r\n"
+        message = head + b"\r\n" + body
+    body_hash = base64.b64encode(hashlib.sha256(body_canonical(body)).digest())
+    present = _headers(head)
+    names, canonical = [], []
+    for name in SIGNED_HEADERS:
+        instances = present.get(name.lower().encode(), [])
+        # Bottom-up, as verifiers take repeated headers (RFC 6376 5.4.2).
+        for raw_name, value in reversed(instances):
+            names.append(name)
+            canonical.append(header_canonical(raw_name, value) + b"\r\n")
+        if name in OVERSIGNED:
+            names.append(name)  # names no header: signs that there is none more
+    timestamp = int(time.time()) if now is None else now
+    tags = (
+        f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={key.domain}; "
+        f"s={key.selector};\r\n\tt={timestamp}; h={':'.join(names)};\r\n"
+        f"\tbh={body_hash.decode()};\r\n\tb="
+    )
+    signed = b"".join(canonical) + header_canonical(b"DKIM-Signature", tags.encode())
+    signature = key.private_key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
+    encoded = base64.b64encode(signature).decode()
+    folded = "\r\n\t ".join(encoded[i : i + 72] for i in range(0, len(encoded), 72))
+    return f"DKIM-Signature: {tags}{folded}\r\n".encode() + message
