@@ -31,6 +31,7 @@ class Recorder:
         self.script = defaultdict(list)
         self.reject = {}
         self.delay = 0.0
+        self.ehlo_delay = 0.0  # before answering EHLO: a session slow to open
         self.lock = threading.Lock()
         self.peers = set()  # (host, port) of every connection that sent mail
         self.pipelining = True  # offer RFC 2920 PIPELINING, as most servers do
@@ -48,6 +49,8 @@ class Recorder:
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        if self.ehlo_delay:
+            await asyncio.sleep(self.ehlo_delay)
         if self.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses

@@ -40,6 +40,25 @@ def test_connections_grow_against_a_slow_server(owner, smtp_server, adaptive):
     assert 8 <= smtp_server.recorder.peak_sessions <= 16
 
 
+def test_sessions_slow_to_open_do_not_pass_for_a_slow_server(
+    owner, smtp_server, adaptive, settings
+):
+    """A server that answers every message at once but takes 0.3 s to open
+    a session: the window in which a count's connections were opening is not
+    judged, or the next count always looks several times faster and the
+    count runs up to the ceiling for nothing."""
+    from django.core.cache import cache
+
+    smtp_server.recorder.ehlo_delay = 0.3
+    recipients = people(owner, 1500)
+    due_mailing(owner, recipients)
+    assert dispatch_tick().sent == 1500
+    all_sent_once(smtp_server, recipients)
+    assert smtp_server.recorder.peak_sessions <= 8
+    learned = cache.get(f"dispatch:relay:127.0.0.1:{settings.EMAIL_PORT}:connections")
+    assert learned is not None and learned < settings.SMTP_MAX_CONCURRENCY
+
+
 def test_a_relay_that_takes_two_connections_gets_two(owner, smtp_server, adaptive):
     """The third connection is greeted with 421: nothing is lost or doubled,
     and the process keeps to two from then on."""

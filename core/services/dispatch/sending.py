@@ -268,6 +268,10 @@ class Sender:
         self.stopping = False
         self.unreachable = ""
         self.starved = False  # a connection found no work since the last measure
+        # The count whose first whole window has passed: in that first one
+        # its connections were still opening (connect, EHLO), and measured,
+        # the next count always looked faster, whatever the server.
+        self.warmed = None
         self.streaks = {}  # run id → failures in a row, counting the run's own
         # run id → the run's paused_until when its streak was seeded (or
         # PAUSE_RECORDED): a claim that finds another value starts the count
@@ -323,9 +327,12 @@ class Sender:
                 elapsed = now - measured_at
                 enough = MEASURE_ANSWERS_PER_CONNECTION * len(self.threads)
                 if elapsed >= MEASURE_SECONDS and answered >= enough:
-                    if not self.starved and len(self.threads) == (
-                        self.concurrency.target
-                    ):
+                    target = self.concurrency.target
+                    if self.starved or len(self.threads) != target:
+                        pass
+                    elif self.warmed != target:
+                        self.warmed = target
+                    else:
                         self.concurrency.observe(rate=answered / elapsed)
                     measured_at, answered, self.starved = now, 0, False
                 # Should answers stop coming with no connection left to give
