@@ -6,7 +6,8 @@ Django SMTP backend, into an SMTP sink on a loopback port: Postfix's
 `smtp-sink` when it is installed, otherwise an aiosmtpd server (bench/sink.py).
 The same run measures:
 
-- the ceiling: the same messages built by `email_prepare` (and laid out by
+- the ceiling: the same messages built by the pipeline's `compose` (tracked
+  as a new mailing is by default, and laid out by
   the same fast MIME path) and sent by the same `SmtpTransport` over as many
   connections and threads, with no database;
   the pipeline must reach 70 % of it;
@@ -283,28 +284,36 @@ def children_cpu() -> float:
 
 
 def _stand_ins(tag: str):
-    """Unsaved rows shaped like the seeded ones: `email_prepare` needs no query."""
-    from core.models import Mailing, Message, User
+    """Unsaved rows shaped like the seeded ones, the run tracking what a new
+    mailing tracks by default: `compose` needs no query for them."""
+    from core.models import Mailing, MailingRun, Message, User
+    from core.services.mail.tracking import links_found
 
     owner = User(pk=1, email=f"owner.{tag}@bench.example")
     message = Message(owner=owner, subject=SUBJECT, body=BODY, html_body=HTML_BODY)
     mailing = Mailing(pk=1, owner=owner, title=f"Новости {tag}", message=message)
-    return mailing, message
+    run = MailingRun(
+        pk=1,
+        mailing=mailing,
+        track_opens=mailing.track_opens,
+        track_clicks=mailing.track_clicks,
+        track_recipients=mailing.track_recipients,
+        links=links_found(text=message.body, html_body=message.html_body)
+        if mailing.track_clicks
+        else [],
+    )
+    return run
 
 
 def phase_ceiling(*, port: int, concurrency: int, count: int, tag: str) -> dict:
     """The same messages, transport and threads as the pipeline; no database."""
     connect(port=port, concurrency=concurrency)
+    from core.models import Attempt, Client
     from core.services.dispatch.outcome import Outcome, outcome_of
-    from core.services.mail.message import (
-        email_prepare,
-        envelope_recipient,
-        envelope_sender,
-    )
+    from core.services.dispatch.sending import compose
     from core.services.mail.smtp import SmtpTransport
-    from core.services.unsubscribe import unsubscribe_url
 
-    mailing, message = _stand_ins(tag)
+    run = _stand_ins(tag)
     work = queue.SimpleQueue()
     for n in range(count):
         work.put(n)
@@ -317,19 +326,11 @@ def phase_ceiling(*, port: int, concurrency: int, count: int, tag: str) -> dict:
             except queue.Empty:
                 return
             email, full_name = recipient(n, tag)
-            outgoing = email_prepare(
-                mailing=mailing,
-                message=message,
-                email=email,
-                full_name=full_name,
-                unsubscribe_url=unsubscribe_url(client_id=n + 1),
-                reply_to=mailing.owner.email,
-            )
-            reply = transport.send(
-                envelope_sender(outgoing.from_email),
-                envelope_recipient(outgoing),
-                outgoing.as_bytes(),
-            )
+            # The pipeline's own message for an attempt: tracked links and
+            # pixel, unsubscribe link, return path and Message-ID.
+            client = Client(pk=n + 1, email=email, full_name=full_name)
+            attempt = Attempt(pk=n + 1, run=run, client=client, email=email)
+            reply = transport.send(*compose(attempt))
             results.append(outcome_of(reply))
 
     transports = [SmtpTransport() for _ in range(concurrency)]
@@ -363,7 +364,8 @@ def phase_sequential(*, port: int, count: int, tag: str) -> dict:
     from core.services.mail.templates import message_context, message_render
     from core.services.unsubscribe import unsubscribe_url
 
-    mailing, message = _stand_ins(tag)
+    run = _stand_ins(tag)
+    mailing, message = run.mailing, run.mailing.message
     sent = 0
     cpu = time.process_time()
     with timed() as clock:
