@@ -10,7 +10,15 @@ from django_q.brokers import get_broker
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from .services import accounts, bounces, dispatch, events, site, subscriptions
+from .services import (
+    accounts,
+    bounces,
+    dispatch,
+    events,
+    senders,
+    site,
+    subscriptions,
+)
 
 SCHEDULE_NAME = "dispatch mailings"
 PURGE_SCHEDULE_NAME = "purge unconfirmed accounts"
@@ -18,6 +26,7 @@ PENDING_SCHEDULE_NAME = "purge unconfirmed subscribers"
 FIGURES_SCHEDULE_NAME = "public figures"
 BOUNCES_SCHEDULE_NAME = "process bounces"
 COUNTS_SCHEDULE_NAME = "count opens and clicks"
+SENDERS_SCHEDULE_NAME = "check sender domains"
 
 
 def queue(func: str, *args) -> None:
@@ -51,6 +60,13 @@ def count_events():
 def purge_unverified():
     """Run daily: accounts nobody confirmed lapse."""
     return f"unconfirmed accounts deleted: {accounts.users_purge_unverified()}"
+
+
+def check_sender_domains():
+    """Run daily: each sender domain's DNS looked at again; a domain whose
+    DKIM record is gone stops being verified."""
+    checked, verified = senders.sender_domains_check()
+    return f"sender domains checked: {checked}, verified: {verified}"
 
 
 def purge_pending_subscribers():
@@ -145,6 +161,10 @@ def schedule_ensure(**kwargs) -> None:
         },
         PENDING_SCHEDULE_NAME: {
             "func": "core.tasks.purge_pending_subscribers",
+            "schedule_type": Schedule.DAILY,
+        },
+        SENDERS_SCHEDULE_NAME: {
+            "func": "core.tasks.check_sender_domains",
             "schedule_type": Schedule.DAILY,
         },
     }

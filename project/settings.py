@@ -360,6 +360,22 @@ ANYMAIL = {
     # A subscription is confirmed by hand in the AWS console (no boto3 here).
     "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": False,
 }
+# Secrets kept in the database (sender domains' DKIM keys) are encrypted
+# with these Fernet keys (core/keys.py): the first encrypts, all decrypt.
+# Make one with `python -c "from cryptography.fernet import Fernet;
+# print(Fernet.generate_key().decode())"`; to rotate, put a new one first,
+# run `manage.py encryption_rotate`, then drop the old one. In development a
+# key is derived from SECRET_KEY when none is set.
+ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
+# The resolver sender domains' DNS is checked through (host or host:port);
+# the system's when empty.
+DNS_RESOLVER = env.str("DNS_RESOLVER", default="")
+DNS_TIMEOUT = env.float("DNS_TIMEOUT", default=5.0)
+# How the service's relay is named in the SPF record suggested to clients
+# (e.g. "include:_spf.mailer.example" or "ip4:203.0.113.7"); by default
+# "a:" or "ip4:" of EMAIL_HOST.
+SENDER_SPF = env.str("SENDER_SPF", default="")
+
 # Opens and clicks this many seconds after delivery or sooner are counted as
 # a machine's (a link scanner or a prefetcher), not a person's.
 TRACKING_MACHINE_SECONDS = env.int("TRACKING_MACHINE_SECONDS", default=10)

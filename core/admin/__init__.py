@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     messages,
     reports,
     segments,
+    senders,
     subscriptions,
     suppressions,
     tags,

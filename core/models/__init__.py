@@ -11,10 +11,12 @@ from .permissions import (
     MailingUserObjectPermission,
     MessageUserObjectPermission,
     SegmentUserObjectPermission,
+    SenderDomainUserObjectPermission,
     SubscriptionFormUserObjectPermission,
     TagUserObjectPermission,
 )
 from .segments import Segment
+from .senders import SenderDomain
 from .subscriptions import SubscriptionForm
 from .suppressions import Suppression
 from .users import User
@@ -38,6 +40,8 @@ __all__ = [
     "MessageUserObjectPermission",
     "Segment",
     "SegmentUserObjectPermission",
+    "SenderDomain",
+    "SenderDomainUserObjectPermission",
     "SubscriptionForm",
     "SubscriptionFormUserObjectPermission",
     "Suppression",

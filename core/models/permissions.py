@@ -12,6 +12,7 @@ from .blog import Article
 from .clients import Client
 from .mailings import Mailing, Message
 from .segments import Segment
+from .senders import SenderDomain
 from .subscriptions import SubscriptionForm
 
 
@@ -122,6 +123,20 @@ class SubscriptionFormUserObjectPermission(UserObjectPermissionBase):
 
 class SubscriptionFormGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(SubscriptionForm, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        abstract = False
+
+
+class SenderDomainUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(SenderDomain, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        abstract = False
+
+
+class SenderDomainGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(SenderDomain, on_delete=models.CASCADE)
 
     class Meta(GroupObjectPermissionBase.Meta):
         abstract = False

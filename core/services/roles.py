@@ -25,6 +25,7 @@ ROLE_PERMISSIONS = {
         "core.add_field",
         "core.add_segment",
         "core.add_subscriptionform",
+        "core.add_senderdomain",
     ],
     MANAGERS: [
         "core.view_user",
@@ -47,6 +48,7 @@ ROLE_PERMISSIONS = {
         "core.lift_suppression",
         "core.view_event",
         "core.view_unreadbounce",
+        "core.view_senderdomain",
     ],
 }
 

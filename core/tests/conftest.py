@@ -5,6 +5,7 @@ from django.utils import translation
 from core.services.roles import CLIENTS, MANAGERS
 from core.services.tracking import RUNS
 
+from .dns import dns_server  # noqa: F401
 from .dovecot import dovecot, dovecot_box  # noqa: F401
 from .factories import UserFactory
 

@@ -11,7 +11,8 @@ judge in the tests, which verify every signature this module makes.
 `From` is signed one time more than it appears (over-signed): a second
 From added on the way fails the signature instead of slipping under it.
 
-Nothing here reads a model: the caller gives the key and the message bytes.
+Nothing here reads a model: the caller gives the key and the message bytes
+(keys are made and published by core/keys.py).
 """
 
 import base64
@@ -38,7 +39,6 @@ SIGNED_HEADERS = (
     "List-Unsubscribe-Post",
 )
 OVERSIGNED = ("From",)
-KEY_BITS = 2048
 
 # Relaxed canonicalization (RFC 6376 3.4.2 and 3.4.4).
 # Runs of whitespace become one space; a lone space is one already, and
@@ -63,25 +63,6 @@ class DkimKey:
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ValueError("A DKIM key here is an RSA key.")
         return cls(domain=domain.lower(), selector=selector, private_key=key)
-
-
-def dkim_key_new() -> bytes:
-    """A new RSA key for DKIM, as PEM (PKCS#8, unencrypted: encrypt it to
-    store it)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def dkim_dns_record(key: DkimKey) -> str:
-    """The TXT record to publish at `<selector>._domainkey.<domain>`."""
-    der = key.private_key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
 
 
 def body_canonical(body: bytes) -> bytes:

@@ -1,0 +1,97 @@
+"""A real DNS server for the tests: dnsmasq on a loopback port.
+
+`published` starts one that answers only for the TXT records a test
+publishes (nothing is forwarded anywhere); `publish` replaces them, as an
+owner editing their zone would, by restarting it with the new records.
+Skipped with a reason where dnsmasq is not installed (CI installs it).
+"""
+
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _chunks(text: str) -> str:
+    """A TXT value as dnsmasq takes it: quoted strings of at most 255."""
+    return ",".join(f'"{text[i : i + 255]}"' for i in range(0, len(text), 255))
+
+
+class DnsServer:
+    def __init__(self, tmp_path):
+        self.port = _free_port()
+        self.config = tmp_path / "dnsmasq.conf"
+        self.process = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def publish(self, records: dict[str, list[str]]) -> None:
+        """Serve exactly these TXT records: name → its values."""
+        lines = [
+            "no-resolv",
+            "no-hosts",
+            "bind-interfaces",
+            "listen-address=127.0.0.1",
+            f"port={self.port}",
+            "cache-size=0",
+            # Answered from the records here alone: no such name, not refused.
+            "local=/#/",
+        ]
+        for name, values in records.items():
+            for value in values:
+                lines.append(f"txt-record={name},{_chunks(value)}")
+        self.config.write_text("\n".join(lines) + "\n")
+        self.stop()
+        self.process = subprocess.Popen(
+            [DNSMASQ, "--keep-in-foreground", f"--conf-file={self.config}", "--user="],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._wait()
+
+    def _wait(self) -> None:
+        import dns.message
+        import dns.query
+
+        query = dns.message.make_query("ready.test.", "TXT")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(self.process.stderr.read().decode())
+            try:
+                dns.query.udp(query, "127.0.0.1", port=self.port, timeout=0.2)
+                return
+            except Exception:  # not listening yet
+                time.sleep(0.05)
+        raise RuntimeError("dnsmasq did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def dns_server(tmp_path, settings):
+    """A DNS server the project's resolver asks, serving what a test publishes."""
+    if not shutil.which("dnsmasq") and not shutil.which(DNSMASQ):
+        pytest.skip("needs dnsmasq (Debian's dnsmasq-base) for a real DNS server")
+    server = DnsServer(tmp_path)
+    server.publish({})
+    settings.DNS_RESOLVER = server.address
+    settings.DNS_TIMEOUT = 2.0
+    yield server
+    server.stop()

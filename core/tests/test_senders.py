@@ -1,0 +1,265 @@
+"""Sender domains: keys made and kept encrypted, the records to publish, and
+the DNS check against a real DNS server (dnsmasq, core/tests/dns.py)."""
+
+import dns.resolver
+import pytest
+from cryptography.fernet import Fernet
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import translation
+
+from core.keys import SecretUnavailable, secret_decrypt
+from core.models import SenderDomain
+from core.services.senders import DnsUnavailable, sender_domain_check
+
+from .factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def domain(owner):
+    return SenderDomain.objects.create(owner=owner, domain="Shop.Example")
+
+
+def records(domain, *kinds):
+    """The domain's records as its owner would publish them."""
+    published = {}
+    for record in domain.dns_records():
+        if record["kind"] in kinds:
+            published.setdefault(record["name"], []).append(record["value"])
+    return published
+
+
+def test_a_new_domain_gets_its_own_key_stored_only_encrypted(domain, owner):
+    assert domain.domain == "shop.example"
+    assert domain.dkim_selector.startswith("ms") and len(domain.dkim_selector) == 8
+    stored = SenderDomain.objects.values_list("dkim_private_key", flat=True).get()
+    assert "PRIVATE KEY" not in stored
+    assert secret_decrypt(stored).startswith(b"-----BEGIN PRIVATE KEY-----")
+    other = SenderDomain.objects.create(owner=owner, domain="news.shop.example")
+    assert other.dkim_selector != domain.dkim_selector
+    assert other.dkim_public_key != domain.dkim_public_key
+
+
+def test_no_key_appears_in_a_dump(domain, capsys):
+    call_command("dumpdata", "core.senderdomain")
+    assert "PRIVATE KEY" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("Shop.Example.", "shop.example"), ("цветы.рф", "xn--b1ag3bn2a.xn--p1ai")],
+)
+def test_a_domain_is_kept_as_dns_names_it(owner, value, expected):
+    domain = SenderDomain(owner=owner, domain=value)
+    domain.full_clean()
+    assert domain.domain == expected
+
+
+@pytest.mark.parametrize("value", ["not a domain", "localhost", "shop..example", ""])
+def test_what_is_not_a_domain_is_refused(owner, value):
+    with pytest.raises(ValidationError):
+        SenderDomain(owner=owner, domain=value).full_clean()
+
+
+def test_without_an_encryption_key_a_domain_cannot_be_added(owner, settings):
+    settings.DEBUG = False
+    settings.ENCRYPTION_KEYS = []
+    with pytest.raises(ValidationError, match="ENCRYPTION_KEYS"):
+        SenderDomain(owner=owner, domain="shop.example").full_clean()
+    with pytest.raises(SecretUnavailable):
+        SenderDomain.objects.create(owner=owner, domain="shop.example")
+    assert not SenderDomain.objects.exists()
+
+
+def test_keys_rotate_and_a_removed_key_says_so(owner, settings):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.ENCRYPTION_KEYS = [old]
+    domain = SenderDomain.objects.create(owner=owner, domain="shop.example")
+    pem = secret_decrypt(domain.dkim_private_key)
+    settings.ENCRYPTION_KEYS = [new, old]
+    call_command("encryption_rotate")
+    domain.refresh_from_db()
+    settings.ENCRYPTION_KEYS = [new]
+    assert secret_decrypt(domain.dkim_private_key) == pem
+    # Rotated wrongly: the key the secrets are under is gone.
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(SecretUnavailable, match="encryption_rotate"):
+        secret_decrypt(domain.dkim_private_key)
+    with pytest.raises(CommandError, match="ENCRYPTION_KEYS"):
+        call_command("encryption_rotate")
+    settings.ENCRYPTION_KEYS = [new]
+    domain.refresh_from_db()
+    assert secret_decrypt(domain.dkim_private_key) == pem  # nothing was lost
+
+
+def test_the_records_to_publish(domain, settings):
+    settings.SENDER_SPF = ""
+    settings.EMAIL_HOST = "203.0.113.7"
+    dkim, spf, dmarc = domain.dns_records()
+    assert dkim["name"] == f"{domain.dkim_selector}._domainkey.shop.example"
+    assert dkim["type"] == "TXT"
+    assert dkim["value"] == f"v=DKIM1; k=rsa; p={domain.dkim_public_key}"
+    assert (spf["name"], spf["value"]) == (
+        "shop.example",
+        "v=spf1 ip4:203.0.113.7 ~all",
+    )
+    assert dmarc["name"] == "_dmarc.shop.example"
+    assert dmarc["value"].startswith("v=DMARC1; p=none")
+    settings.SENDER_SPF = "include:_spf.mailer.example"
+    assert domain.dns_records()[1]["value"] == (
+        "v=spf1 include:_spf.mailer.example ~all"
+    )
+
+
+def test_a_domain_is_verified_once_its_dkim_record_is_published(domain, dns_server):
+    states = sender_domain_check(domain)
+    assert states == {"dkim": "missing", "spf": "missing", "dmarc": "missing"}
+    assert domain.verified_at is None
+    dns_server.publish(records(domain, "dkim", "spf", "dmarc"))
+    states = sender_domain_check(domain)
+    assert states == {"dkim": "found", "spf": "found", "dmarc": "found"}
+    domain.refresh_from_db()
+    assert domain.verified_at is not None and domain.checked_at is not None
+    assert domain.dns_check == states
+
+
+def test_a_record_that_stops_matching_unverifies_the_domain(domain, dns_server, owner):
+    dns_server.publish(records(domain, "dkim"))
+    sender_domain_check(domain)
+    assert domain.verified_at is not None
+    # The zone now publishes another key under the selector, and an SPF
+    # record without the service's relay.
+    other = SenderDomain.objects.create(owner=owner, domain="other.example")
+    dns_server.publish(
+        {
+            domain.dkim_name: [f"v=DKIM1; k=rsa; p={other.dkim_public_key}"],
+            "shop.example": ["v=spf1 include:_spf.google.com ~all"],
+        }
+    )
+    states = sender_domain_check(domain)
+    assert (states["dkim"], states["spf"]) == ("different", "different")
+    domain.refresh_from_db()
+    assert domain.verified_at is None
+
+
+def test_the_domains_dns_decides_between_two_clients_adding_it(domain, dns_server):
+    """Adding a domain proves nothing: publishing its record does."""
+    rival = SenderDomain.objects.create(owner=UserFactory(), domain="shop.example")
+    dns_server.publish(records(domain, "dkim"))
+    assert sender_domain_check(domain)["dkim"] == "found"
+    assert sender_domain_check(rival)["dkim"] == "missing"
+    assert rival.verified_at is None
+
+
+def test_dns_that_does_not_answer_changes_nothing(domain, dns_server, settings):
+    dns_server.publish(records(domain, "dkim"))
+    sender_domain_check(domain)
+    verified_at = domain.verified_at
+    dns_server.stop()
+    # A port that takes queries and never answers.
+    import socket
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    settings.DNS_RESOLVER = f"127.0.0.1:{silent.getsockname()[1]}"
+    settings.DNS_TIMEOUT = 0.3
+    try:
+        with translation.override("en"), pytest.raises(DnsUnavailable) as failed:
+            sender_domain_check(domain)
+        assert str(failed.value) == (
+            f"The DNS did not answer for {domain.dkim_name} in time."
+        )
+    finally:
+        silent.close()
+    domain.refresh_from_db()
+    assert domain.verified_at == verified_at and domain.dns_check["dkim"] == "found"
+
+
+def test_the_daily_task_checks_every_domain(domain, dns_server):
+    from core.tasks import check_sender_domains
+
+    dns_server.publish(records(domain, "dkim"))
+    assert check_sender_domains() == "sender domains checked: 1, verified: 1"
+
+
+def test_the_resolver_setting_names_host_and_port(settings):
+    from core.services.senders import resolver
+
+    settings.DNS_RESOLVER = "127.0.0.1:5353"
+    made = resolver()
+    assert (made.nameservers, made.port) == (["127.0.0.1"], 5353)
+    settings.DNS_RESOLVER = "192.0.2.1"
+    assert (resolver().nameservers, resolver().port) == (["192.0.2.1"], 53)
+    settings.DNS_RESOLVER = ""
+    assert isinstance(resolver(), dns.resolver.Resolver)
+
+
+# --- the admin -------------------------------------------------------------
+
+
+@pytest.fixture
+def english(client):
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
+
+
+def test_a_client_adds_a_domain_and_sees_the_records_to_publish(english, owner):
+    from django.urls import reverse
+
+    english.force_login(owner)
+    added = english.post(
+        reverse("admin:core_senderdomain_add"), {"domain": "Shop.Example"}
+    )
+    assert added.status_code == 302
+    domain = SenderDomain.objects.get(owner=owner)
+    page = english.get(reverse("admin:core_senderdomain_change", args=[domain.pk]))
+    html = page.content.decode()
+    for record in domain.dns_records():
+        assert record["name"] in html and record["value"] in html
+    assert html.count('data-copy="record-') == 3
+    assert "copy-buttons.js" in html
+    again = english.post(
+        reverse("admin:core_senderdomain_add"), {"domain": "shop.example"}
+    )
+    assert "You have added this domain already." in again.content.decode()
+    bad = english.post(reverse("admin:core_senderdomain_add"), {"domain": "no such"})
+    assert "is not a domain name" in bad.content.decode()
+    assert SenderDomain.objects.count() == 1
+
+
+def test_the_check_action_verifies_and_the_list_says_so(
+    english, owner, domain, dns_server
+):
+    from django.urls import reverse
+
+    dns_server.publish(records(domain, "dkim", "spf"))
+    english.force_login(owner)
+    url = reverse("admin:core_senderdomain_changelist")
+    done = english.post(
+        url, {"action": "check_dns", "_selected_action": [domain.pk]}, follow=True
+    )
+    assert "1 domain verified." in done.content.decode()
+    domain.refresh_from_db()
+    assert domain.verified_at is not None
+    assert domain.dns_check == {"dkim": "found", "spf": "found", "dmarc": "missing"}
+
+
+def test_another_client_never_sees_a_domain_and_a_manager_only_reads(
+    english, owner, domain, manager
+):
+    from django.urls import reverse
+
+    other = UserFactory(verified=True, groups=["clients"])
+    english.force_login(other)
+    listing = english.get(reverse("admin:core_senderdomain_changelist"))
+    assert "shop.example" not in listing.content.decode()
+    change = reverse("admin:core_senderdomain_change", args=[domain.pk])
+    assert english.get(change).status_code in (302, 403, 404)
+    english.force_login(manager)
+    listing = english.get(reverse("admin:core_senderdomain_changelist"))
+    assert "shop.example" in listing.content.decode()
+    assert "check_dns" not in listing.content.decode()
+    assert english.post(change, {"domain": "evil.example"}).status_code == 403
