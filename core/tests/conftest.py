@@ -8,6 +8,7 @@ from core.services.tracking import RUNS
 from .dns import dns_server  # noqa: F401
 from .dovecot import dovecot, dovecot_box  # noqa: F401
 from .factories import UserFactory
+from .opendkim import opendkim  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

@@ -28,14 +28,19 @@ def _chunks(text: str) -> str:
 
 
 class DnsServer:
-    def __init__(self, tmp_path):
-        self.port = _free_port()
-        self.config = tmp_path / "dnsmasq.conf"
+    """`host` and `port` default to a free port of 127.0.0.1; a program that
+    asks only port 53 of /etc/resolv.conf (libc's resolver) gets a loopback
+    address of its own on port 53 instead (`DnsServer(tmp, host=…, port=53)`)."""
+
+    def __init__(self, tmp_path, *, host="127.0.0.1", port=None):
+        self.host = host
+        self.port = port or _free_port()
+        self.config = tmp_path / f"dnsmasq-{host}-{self.port}.conf"
         self.process = None
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def publish(self, records: dict[str, list[str]]) -> None:
         """Serve exactly these TXT records: name → its values."""
@@ -43,7 +48,7 @@ class DnsServer:
             "no-resolv",
             "no-hosts",
             "bind-interfaces",
-            "listen-address=127.0.0.1",
+            f"listen-address={self.host}",
             f"port={self.port}",
             "cache-size=0",
             # Answered from the records here alone: no such name, not refused.
@@ -71,7 +76,7 @@ class DnsServer:
             if self.process.poll() is not None:
                 raise RuntimeError(self.process.stderr.read().decode())
             try:
-                dns.query.udp(query, "127.0.0.1", port=self.port, timeout=0.2)
+                dns.query.udp(query, self.host, port=self.port, timeout=0.2)
                 return
             except Exception:  # not listening yet
                 time.sleep(0.05)

@@ -1,8 +1,9 @@
-"""DKIM signing (core/services/mail/dkim.py), judged by dkimpy's verifier.
+"""DKIM signing (core/services/mail/dkim.py), judged by two verifiers.
 
 Every message is laid out by the send path's own MIME code, signed, and
-verified by dkimpy against the key's published record; a changed byte, an
-added From or another domain's record fails.
+verified by dkimpy and by OpenDKIM (opendkim-testmsg, which looks the key
+up in a real DNS server, core/tests/opendkim.py); a changed byte, an added
+From or another domain's record fails both.
 """
 
 import functools
@@ -74,10 +75,32 @@ def verified(data: bytes, *keys) -> bool:
     return dkim.verify(data, dnsfunc=published(*(keys or (key(),))))
 
 
-def test_a_signed_message_verifies():
+def zone(*keys) -> dict:
+    """The keys' records as a DNS server publishes them."""
+    return {f"{k.selector}._domainkey.{k.domain}": [record_of(k)] for k in keys}
+
+
+@pytest.fixture
+def judges(opendkim):
+    """Both verifiers, dkimpy and OpenDKIM, against the key's published record:
+    `judges(data)` is (dkimpy's verdict, OpenDKIM's)."""
+    opendkim.publish(zone(key()))
+
+    def judge(data: bytes) -> tuple[bool, bool]:
+        return verified(data), opendkim.verify(data)[0]
+
+    judge.opendkim = opendkim
+    return judge
+
+
+BOTH = (True, True)
+NEITHER = (False, False)
+
+
+def test_a_signed_message_verifies(judges):
     data = signer.dkim_sign(message(), key())
     assert data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed;")
-    assert verified(data)
+    assert judges(data) == BOTH
 
 
 @pytest.mark.parametrize(
@@ -94,11 +117,11 @@ def test_a_signed_message_verifies():
         {"text": ""},
     ],
 )
-def test_signatures_verify_for_every_kind_of_message(parts):
-    assert verified(signer.dkim_sign(message(**parts), key()))
+def test_signatures_verify_for_every_kind_of_message(parts, judges):
+    assert judges(signer.dkim_sign(message(**parts), key())) == BOTH
 
 
-def test_random_messages_verify():
+def test_random_messages_verify(judges):
     rng = random.Random(20261202)
     letters = "абвгдеёжзийклмнопрстуфхцчшщъыьэюя ABCxyz.,;:!?\t  \n\n—«»"
     for _ in range(40):
@@ -106,7 +129,8 @@ def test_random_messages_verify():
         subject = "".join(
             rng.choice(letters.replace("\n", "")) for _ in range(rng.randrange(1, 120))
         )
-        assert verified(signer.dkim_sign(message(subject=subject, text=text), key()))
+        data = signer.dkim_sign(message(subject=subject, text=text), key())
+        assert judges(data) == BOTH, (subject, text)
 
 
 def test_every_header_receivers_judge_by_is_signed_and_from_twice():
@@ -128,29 +152,34 @@ def test_every_header_receivers_judge_by_is_signed_and_from_twice():
     ]
 
 
-def test_a_changed_byte_fails():
+def test_a_changed_byte_fails(judges):
     data = signer.dkim_sign(message(text="Скидка 10% на всё.\n"), key())
-    assert verified(data)
+    assert judges(data) == BOTH
     body_changed = data.replace(b"10%", b"90%")
-    assert body_changed != data and not verified(body_changed)
+    assert body_changed != data and judges(body_changed) == NEITHER
     subject_changed = data.replace(b"\r\nSubject: ", b"\r\nSubject: X")
-    assert subject_changed != data and not verified(subject_changed)
+    assert subject_changed != data and judges(subject_changed) == NEITHER
     to_changed = data.replace(b"anna@example.org", b"anne@example.org")
-    assert not verified(to_changed)
+    assert judges(to_changed) == NEITHER
 
 
-def test_an_added_from_fails():
+def test_an_added_from_fails(judges):
     data = signer.dkim_sign(message(), key())
     forged = data.replace(b"\r\nFrom: ", b"\r\nFrom: boss@bank.example\r\nFrom: ", 1)
-    assert not verified(forged)
+    assert judges(forged) == NEITHER
 
 
-def test_another_domains_record_does_not_verify_it():
+def test_another_domains_record_does_not_verify_it(judges):
     data = signer.dkim_sign(message(), key())
     other = signer.DkimKey.from_pem(
         domain=DOMAIN, selector=SELECTOR, pem=dkim_key_new()
     )
     assert not verified(data, other)
+    judges.opendkim.publish(zone(other))
+    assert judges.opendkim.verify(data) == (
+        False,
+        "opendkim-testmsg: dkim_eom(): Bad signature",
+    )
 
 
 def test_the_record_to_publish_names_the_public_key():
