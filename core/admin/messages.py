@@ -16,7 +16,7 @@ from .base import OwnedAdmin, SendingNoticeMixin
 class MessageForm(forms.ModelForm):
     class Meta:
         model = Message
-        fields = ["subject", "body", "html_body"]
+        fields = ["from_name", "from_email", "reply_to", "subject", "body", "html_body"]
         widgets = {
             "subject": forms.TextInput(attrs={"size": 80}),
             "body": forms.Textarea(attrs={"rows": 14}),
@@ -31,6 +31,7 @@ class MessageAdmin(SendingNoticeMixin, OwnedAdmin):
     search_fields = ("subject", "body")
     readonly_fields = ("created_at", "updated_at")
     fieldsets = (
+        (_("Sender"), {"fields": ("from_name", "from_email", "reply_to")}),
         (None, {"fields": ("subject", "body")}),
         (_("HTML"), {"fields": ("html_body",), "classes": ("collapse",)}),
         (_("History"), {"fields": ("created_at", "updated_at")}),

@@ -9,6 +9,7 @@ from .audience import Tag
 from .base import OwnedModel, OwnedQuerySet
 from .clients import Client
 from .scheduling import next_run_for, validate_schedule_moment
+from .senders import SenderDomain, domain_normalize
 from .users import TRACK_RECIPIENTS_HELP, sending_allowed_q
 
 # The fields a mailing's schedule is made of; `next_run_at` follows them.
@@ -56,6 +57,25 @@ class Message(OwnedModel):
         validators=[validate_template],
         help_text=_("Optional. Sent beside the text for mail programs that show HTML."),
     )
+    from_name = models.CharField(
+        _("sender's name"),
+        max_length=100,
+        blank=True,
+        help_text=_("Shown as who the mail is from, e.g. your shop's name."),
+    )
+    from_email = models.EmailField(
+        _("sender's address"),
+        blank=True,
+        help_text=_(
+            "An address on one of your verified sender domains (its mail is "
+            "DKIM-signed); empty: the service's own address."
+        ),
+    )
+    reply_to = models.EmailField(
+        _("replies go to"),
+        blank=True,
+        help_text=_("Where readers' replies go; empty: to the sender's address."),
+    )
 
     class Meta:
         verbose_name = _("message")
@@ -69,6 +89,29 @@ class Message(OwnedModel):
 
     def __str__(self):
         return self.subject
+
+    def clean(self):
+        super().clean()
+        if self.from_email and self.owner_id and not self.sender_domain():
+            raise ValidationError(
+                {
+                    "from_email": _(
+                        "Mail may go out from a domain you have verified only: "
+                        "add %(domain)s under Sender domains and publish its "
+                        "records first."
+                    )
+                    % {"domain": self.from_email.rpartition("@")[2]}
+                }
+            )
+
+    def sender_domain(self):
+        """The owner's verified domain the sender's address is on, or None."""
+        if not self.from_email:
+            return None
+        domain = domain_normalize(self.from_email.rpartition("@")[2])
+        return SenderDomain.objects.filter(
+            owner_id=self.owner_id, domain=domain, verified_at__isnull=False
+        ).first()
 
     def _parts(self):
         return (

@@ -27,6 +27,7 @@ class Recorder:
 
     def __init__(self):
         self.messages = []
+        self.raw = []  # each message's bytes, as `messages` holds them parsed
         self.senders = []  # MAIL FROM of each message in `messages`
         self.script = defaultdict(list)
         self.reject = {}
@@ -81,6 +82,7 @@ class Recorder:
             if self.script.get(address):
                 return self.script[address].pop(0)
             self.senders.append(envelope.mail_from)
+            self.raw.append(envelope.content)  # as received, for DKIM checks
             self.messages.append(
                 (
                     envelope.rcpt_tos,

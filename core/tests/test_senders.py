@@ -263,3 +263,107 @@ def test_another_client_never_sees_a_domain_and_a_manager_only_reads(
     assert "shop.example" in listing.content.decode()
     assert "check_dns" not in listing.content.decode()
     assert english.post(change, {"domain": "evil.example"}).status_code == 403
+
+
+# --- mail from the client's own domain ------------------------------------
+
+
+def verified_domain(owner, opendkim):
+    """shop.example, verified, its records on the DNS OpenDKIM asks."""
+    from django.utils import timezone
+
+    domain = SenderDomain.objects.create(owner=owner, domain="shop.example")
+    SenderDomain.objects.filter(pk=domain.pk).update(verified_at=timezone.now())
+    opendkim.publish(records(domain, "dkim", "spf", "dmarc"))
+    return domain
+
+
+def test_a_message_may_name_only_a_verified_domain_of_its_owner(owner, domain):
+    from .factories import MessageFactory
+
+    message = MessageFactory.build(owner=owner, from_email="news@shop.example")
+    with pytest.raises(ValidationError) as refused:
+        message.full_clean()
+    assert "from_email" in refused.value.message_dict
+    SenderDomain.objects.filter(pk=domain.pk).update(verified_at="2026-12-01T00:00Z")
+    message.full_clean()
+    rival = UserFactory()
+    theirs = MessageFactory.build(owner=rival, from_email="news@shop.example")
+    with pytest.raises(ValidationError):
+        theirs.full_clean()  # shop.example is verified, but not theirs
+
+
+def test_mail_goes_out_from_the_clients_domain_signed_and_verifies(
+    owner, smtp_server, opendkim
+):
+    import dkim
+
+    from core.services.dispatch import dispatch_tick
+
+    from .factories import MessageFactory, due_mailing, people
+
+    domain = verified_domain(owner, opendkim)
+    message = MessageFactory(
+        owner=owner,
+        from_name="Цветочная лавка",
+        from_email="news@shop.example",
+        reply_to="hello@shop.example",
+    )
+    recipients = people(owner, 3)
+    due_mailing(owner, recipients, message=message)
+    assert dispatch_tick().sent == 3
+    record = {
+        f"{domain.dkim_name}.".encode(): domain.dns_records()[0]["value"].encode()
+    }
+    for (_tos, parsed), raw in zip(
+        smtp_server.messages, smtp_server.recorder.raw, strict=True
+    ):
+        assert parsed["From"] == "Цветочная лавка <news@shop.example>"
+        assert parsed["Reply-To"] == "hello@shop.example"
+        assert f"d=shop.example; s={domain.dkim_selector}" in parsed["DKIM-Signature"]
+        assert dkim.verify(raw, dnsfunc=lambda name, timeout=5: record.get(name))
+        assert opendkim.verify(raw) == (True, "")
+
+
+def test_mail_from_the_services_address_is_not_signed(owner, smtp_server):
+    from core.services.dispatch import dispatch_tick
+
+    from .factories import MessageFactory, due_mailing, people
+
+    message = MessageFactory(owner=owner, from_name="Лавка")
+    due_mailing(owner, people(owner, 1), message=message)
+    assert dispatch_tick().sent == 1
+    ((_, parsed),) = smtp_server.messages
+    assert parsed["DKIM-Signature"] is None
+    assert parsed["From"].startswith("Лавка <") and "shop" not in parsed["From"]
+
+
+@pytest.mark.parametrize("broken", ["unverified", "key"])
+def test_a_run_whose_mail_cannot_be_signed_pauses_and_says_why(
+    owner, smtp_server, broken, settings
+):
+    from django.utils import timezone
+
+    from core.models import Attempt, MailingRun
+    from core.services.dispatch import dispatch_tick
+
+    from .factories import MessageFactory, due_mailing, people
+
+    domain = SenderDomain.objects.create(owner=owner, domain="shop.example")
+    SenderDomain.objects.filter(pk=domain.pk).update(verified_at=timezone.now())
+    message = MessageFactory(owner=owner, from_email="news@shop.example")
+    due_mailing(owner, people(owner, 2), message=message)
+    if broken == "unverified":  # the daily check found the record gone
+        SenderDomain.objects.filter(pk=domain.pk).update(verified_at=None)
+        reason = "is not verified"
+    else:  # a key rotation done wrong
+        settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+        reason = "ENCRYPTION_KEYS"
+    with translation.override("en"):
+        summary = dispatch_tick()
+    assert summary.sent == 0 and not smtp_server.messages
+    run = MailingRun.objects.get()
+    assert run.status == MailingRun.Status.PAUSED
+    attempts = Attempt.objects.filter(run=run)
+    assert {a.status for a in attempts} == {"queued"}
+    assert all(reason in a.server_response for a in attempts)

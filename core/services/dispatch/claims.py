@@ -9,6 +9,7 @@ worker stops sending from a claim it could not renew for two thirds of the
 lease, so recovery never meets a live worker.
 """
 
+import logging
 import secrets
 from datetime import timedelta
 
@@ -21,8 +22,11 @@ from core.models import Attempt, MailingRun
 from core.models.clients import subscribed_q
 from core.models.suppressions import suppressed_q
 from core.models.users import sending_allowed_q
+from core.services.senders import message_signing
 
 from .journal import HOST_TAG
+
+logger = logging.getLogger(__name__)
 
 Status = Attempt.Status
 
@@ -107,6 +111,11 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
             pk__in={attempt.run_id for attempt in attempts}
         ).select_related("mailing__message", "mailing__owner")
         shared = {run.pk: run for run in runs}
+        for run in shared.values():
+            # The key its mail is signed with, or why it may not go now.
+            run.dkim, run.dkim_problem = message_signing(run.mailing.message)
+            if run.dkim_problem:
+                logger.error("Run %s paused: %s", run.pk, run.dkim_problem)
         for attempt in attempts:
             attempt.run = shared[attempt.run_id]
     return attempts

@@ -27,7 +27,12 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from core.links import site_host
-from core.services.mail.message import email_prepare, envelope_recipient
+from core.services.mail.dkim import dkim_sign
+from core.services.mail.message import (
+    email_prepare,
+    envelope_recipient,
+    message_sender,
+)
 from core.services.mail.ratelimit import RateLimiter
 from core.services.mail.smtp import (
     ConnectionFailed,
@@ -226,10 +231,11 @@ def compose(attempt) -> tuple[str, str, bytes]:
         preferences_url=preferences_url(client_id=client.pk, message=token)
         if shows_preferences
         else "",
-        reply_to=mailing.owner.email,
+        reply_to=mailing.message.reply_to,
         message_id=verp_message_id(attempt.pk, site_host(), token),
         tracking=tracking,
         extra_headers=metadata_headers(settings.MAILING_PROVIDER, token),
+        from_email=message_sender(mailing.message),
     )
     # The return path names the attempt, so its bounces can be matched.
     sender = verp_address(attempt.pk, token)
@@ -237,7 +243,12 @@ def compose(attempt) -> tuple[str, str, bytes]:
     # Here too, not only in the transport: raised before anything is sent,
     # the attempt fails rather than ends unknown.
     envelope_check(sender, recipient)
-    return sender, recipient, outgoing.as_bytes()
+    data = outgoing.as_bytes()
+    # From one of the owner's verified domains: signed with its key (looked
+    # up with the claim, core.services.senders.message_signing).
+    if key := getattr(run, "dkim", None):
+        data = dkim_sign(data, key)
+    return sender, recipient, data
 
 
 class Sender:
@@ -521,6 +532,9 @@ class Sender:
             return Result(attempt, Outcome.RELEASED, self.unreachable), True
         if self._paused(attempt.run):
             return Result(attempt, Outcome.PAUSED), True
+        if problem := getattr(attempt.run, "dkim_problem", ""):
+            # Never sent unsigned, nor from the service's address instead.
+            return Result(attempt, Outcome.PAUSED, problem), True
         if not attempt.may_send:
             reason = DELETED if attempt.client_id is None else UNSUBSCRIBED
             return Result(attempt, Outcome.SKIPPED, reason), True

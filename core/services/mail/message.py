@@ -8,7 +8,7 @@ List-Unsubscribe-Post for RFC 8058 one-click unsubscribing.
 """
 
 import functools
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
 from django.conf import settings
 from django.core.mail.message import sanitize_address
@@ -44,6 +44,7 @@ def email_prepare(
     message_id: str = "",
     tracking: dict | None = None,
     extra_headers: dict | None = None,
+    from_email: str = "",
 ) -> Outgoing:
     """The message for one recipient, rendered and with its headers.
 
@@ -51,7 +52,8 @@ def email_prepare(
     no attempt (a test e-mail) gets a random one. `tracking` holds the
     recipient's `click_url` and `open_url` for a message whose parts were
     rewritten for tracking (core.services.mail.tracking). `extra_headers`
-    are the recipient's own too (a provider's metadata header).
+    are the recipient's own too (a provider's metadata header). `from_email`
+    is the message's sender (`message_sender`), the service's by default.
     """
     # A name is shown in a header: no line breaks may reach it.
     full_name = " ".join((full_name or "").split())
@@ -82,12 +84,28 @@ def email_prepare(
         subject=subject,
         text=text,
         html=html,
-        from_email=settings.MAILING_FROM_EMAIL,
+        from_email=from_email or settings.MAILING_FROM_EMAIL,
         to=formataddr((full_name, email)) if full_name else email,
         reply_to=(reply_to,) if reply_to else (),
         headers=headers,
         address=email,
     )
+
+
+def message_sender(message) -> str:
+    """The From of a message's mail: its sender's name and address; the
+    service's address (MAILING_FROM_EMAIL) where it names none."""
+    return _sender(message.from_name, message.from_email, settings.MAILING_FROM_EMAIL)
+
+
+@functools.lru_cache(maxsize=256)
+def _sender(name: str, address: str, default: str) -> str:
+    if not address:
+        if not name:
+            return default
+        address = parseaddr(default)[1]
+    name = " ".join(name.split())  # a header: no line breaks
+    return formataddr((name, address)) if name else address
 
 
 class _Recipient:
