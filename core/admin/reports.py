@@ -13,6 +13,7 @@ from core import tasks
 from core.models import Attempt, Event, MailingRun, UnreadBounce
 from core.models.base import sees_all
 from core.services import dispatch, events, mailings
+from core.services.mail.message import message_sender
 from core.services.tracking import MACHINE_REASONS
 
 
@@ -65,7 +66,14 @@ class MailingRunAdmin(ReportAdmin):
         "attempts_link",
     )
     list_filter = ("status", ("mailing", admin.RelatedOnlyFieldListFilter))
-    readonly_fields = ("left_out", "followed", "engagement", "links_report", "timeline")
+    readonly_fields = (
+        "sender",
+        "left_out",
+        "followed",
+        "engagement",
+        "links_report",
+        "timeline",
+    )
     # The report first; the run's own counters and what it tracks after.
     fieldsets = (
         (
@@ -73,6 +81,7 @@ class MailingRunAdmin(ReportAdmin):
             {
                 "fields": (
                     "mailing",
+                    "sender",
                     "scheduled_for",
                     "status",
                     "followed",
@@ -107,6 +116,18 @@ class MailingRunAdmin(ReportAdmin):
     list_select_related = ("mailing",)
     search_fields = ("mailing__title",)
     date_hierarchy = "scheduled_for"
+
+    @admin.display(description=_("sender"))
+    def sender(self, obj):
+        message = obj.mailing.message
+        domain = message.sender_domain()
+        if domain:
+            signed = _("signed by %(domain)s (DKIM)") % {"domain": domain.domain}
+        elif message.from_email:
+            signed = _("its domain is not verified: the run waits")
+        else:
+            signed = _("not signed: the service's own address")
+        return f"{message_sender(message)} — {signed}"
 
     @admin.display(description=_("left out"))
     def left_out(self, obj):

@@ -8,7 +8,11 @@ from django.utils.translation import gettext as _
 
 from core.models import Client, Field, Mailing
 
+from .mail.dkim import dkim_sign
+from .mail.message import envelope_sender, message_sender
+from .mail.smtp import SmtpTransport
 from .mail.templates import MessageTooLarge, message_context, message_render
+from .senders import message_signing
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +60,8 @@ def message_preview(*, message, email: str = "") -> dict:
     return {
         **shown,
         "problem": problem,
+        "sender": message_sender(message),
+        "reply_to": message.reply_to,
         "subject": subject,
         "text": text,
         "html": html,
@@ -69,16 +75,37 @@ def message_send_test(*, message, to: str) -> tuple[bool, str]:
     preview = message_preview(message=message)
     if "error" in preview:
         return False, preview["error"]
+    # From the message's sender and signed as its mail is, or not at all.
+    key, problem = message_signing(message)
+    if problem:
+        return False, problem
     email = EmailMultiAlternatives(
         subject=_("[Test] %(subject)s") % {"subject": preview["subject"]},
         body=preview["text"],
+        from_email=message_sender(message),
         to=[to],
+        reply_to=[message.reply_to] if message.reply_to else None,
     )
     if preview["html"]:
         email.attach_alternative(preview["html"], "text/html")
     try:
-        email.send()
+        if key is None:
+            email.send()
+        else:
+            _send_signed(email, key)
     except Exception as error:  # SMTP refusal, timeout, DNS: report, don't crash
         logger.warning("Test e-mail to %s failed: %s", to, error)
         return False, str(error) or error.__class__.__name__
     return True, ""
+
+
+def _send_signed(email, key) -> None:
+    """The e-mail as bytes, DKIM-signed, through the mailings' transport."""
+    data = dkim_sign(email.message().as_bytes(linesep="\r\n"), key)
+    transport = SmtpTransport()
+    try:
+        reply = transport.send(envelope_sender(email.from_email), email.to[0], data)
+    finally:
+        transport.close()
+    if reply.code is None or not 200 <= reply.code < 300:
+        raise OSError(reply.text or _("the server did not answer"))

@@ -367,3 +367,43 @@ def test_a_run_whose_mail_cannot_be_signed_pauses_and_says_why(
     attempts = Attempt.objects.filter(run=run)
     assert {a.status for a in attempts} == {"queued"}
     assert all(reason in a.server_response for a in attempts)
+
+
+def test_the_preview_the_test_email_and_the_report_show_the_sender(
+    owner, smtp_server, opendkim, client
+):
+    from django.urls import reverse
+
+    from core.models import MailingRun
+    from core.services.dispatch import dispatch_tick
+    from core.services.messages import message_preview, message_send_test
+
+    from .factories import MessageFactory, due_mailing, people
+
+    domain = verified_domain(owner, opendkim)
+    message = MessageFactory(
+        owner=owner,
+        from_name="Цветочная лавка",
+        from_email="news@shop.example",
+        reply_to="hello@shop.example",
+    )
+    preview = message_preview(message=message)
+    assert preview["sender"] == "Цветочная лавка <news@shop.example>"
+    assert preview["reply_to"] == "hello@shop.example"
+    assert message_send_test(message=message, to="me@example.org") == (True, "")
+    (_, test_mail), raw = smtp_server.messages[0], smtp_server.recorder.raw[0]
+    assert test_mail["From"] == "Цветочная лавка <news@shop.example>"
+    assert test_mail["Reply-To"] == "hello@shop.example"
+    assert opendkim.verify(raw) == (True, "")
+    due_mailing(owner, people(owner, 1), message=message)
+    dispatch_tick()
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    client.force_login(owner)
+    run = MailingRun.objects.get()
+    page = client.get(reverse("admin:core_mailingrun_change", args=[run.pk]))
+    assert f"signed by {domain.domain} (DKIM)" in page.content.decode()
+    # The test e-mail of a message whose domain lost its verification is
+    # refused like its mailings, not sent unsigned.
+    SenderDomain.objects.update(verified_at=None)
+    sent, why = message_send_test(message=message, to="me@example.org")
+    assert not sent and "news@shop.example" in why

@@ -8,6 +8,7 @@ List-Unsubscribe-Post for RFC 8058 one-click unsubscribing.
 """
 
 import functools
+from email.headerregistry import Address
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
 from django.conf import settings
@@ -105,7 +106,9 @@ def _sender(name: str, address: str, default: str) -> str:
             return default
         address = parseaddr(default)[1]
     name = " ".join(name.split())  # a header: no line breaks
-    return formataddr((name, address)) if name else address
+    # Quoted where the name needs it, not encoded: readable in the preview,
+    # and Django encodes it once for the whole mailing.
+    return str(Address(display_name=name, addr_spec=address)) if name else address
 
 
 class _Recipient:
