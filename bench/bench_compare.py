@@ -60,8 +60,8 @@ Targets (defined for PostgreSQL; on SQLite they are shown, not enforced):
 at zero latency ours sends ≥ 2× as many messages per second as
 post-office's best; at 20 ms ≥ 3× post-office with `--processes 2`. Both
 unsigned ours rows are held to them; the signed row, at zero latency, to
-≥ 80 % of the unsigned command's rate and to the 2× as well. Queries per message and memory against the
-list's length are bench_dispatch.py's.
+≥ 80 % of the unsigned command's rate and to the 2× as well. Queries per
+message and memory against the list's length are bench_dispatch.py's.
 
 Neither app becomes a dependency of the project: they live in their own
 virtualenv, var/bench/venv-compare (created on the first run, reused after),
