@@ -12,7 +12,7 @@ from .mail.dkim import dkim_sign
 from .mail.message import envelope_sender, message_sender
 from .mail.smtp import SmtpTransport
 from .mail.templates import MessageTooLarge, message_context, message_render
-from .senders import message_signing
+from .signing import message_signing
 
 logger = logging.getLogger(__name__)
 

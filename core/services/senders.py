@@ -10,16 +10,13 @@ timeout, a server that refuses) changes nothing and says why.
 
 import logging
 
-import dns.exception
-import dns.resolver
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from core.keys import SecretUnavailable, secret_decrypt, secret_rotate
+from core.keys import secret_rotate
 from core.models import SenderDomain
 from core.models.senders import spf_mechanism
-from core.services.mail.dkim import DkimKey
 
 logger = logging.getLogger(__name__)
 Check = SenderDomain.Check
@@ -29,8 +26,12 @@ class DnsUnavailable(Exception):
     """The DNS could not be asked; the message says why."""
 
 
-def resolver() -> dns.resolver.Resolver:
-    """The configured resolver, or the system's."""
+def resolver():
+    """The configured resolver (a dnspython Resolver), or the system's."""
+    # dnspython is imported by the first lookup, not by every process that
+    # loads the admin or the tasks: it costs a process start 35 ms.
+    import dns.resolver
+
     configured = settings.DNS_RESOLVER
     if not configured:
         made = dns.resolver.Resolver()
@@ -47,6 +48,9 @@ def resolver() -> dns.resolver.Resolver:
 
 def txt_records(name: str, *, using=None) -> list[str]:
     """The TXT strings at `name` (each record's chunks joined); [] if none."""
+    import dns.exception
+    import dns.resolver
+
     using = using or resolver()
     try:
         answer = using.resolve(name, "TXT")
@@ -149,39 +153,3 @@ def secrets_rotate() -> int:
             SenderDomain.objects.filter(pk=domain.pk).update(dkim_private_key=token)
         rotated += 1
     return rotated
-
-
-# Decrypted keys by their stored token, so each is decrypted once a process.
-_KEYS: dict[str, DkimKey] = {}
-KEYS_KEPT = 256
-
-
-def message_signing(message) -> tuple[DkimKey | None, str]:
-    """(the key to sign a message's mail with, ""): its sender domain's.
-    (None, "") for mail from the service's own address; (None, why) when
-    its mail may not go now: the domain is no longer verified, or its key
-    cannot be decrypted. Such mail waits rather than goes out unsigned."""
-    if not message.from_email:
-        return None, ""
-    domain = message.sender_domain()
-    if domain is None:
-        return None, _(
-            "The sender domain of %(address)s is not verified: publish its "
-            "records (Sender domains), or choose another sender."
-        ) % {"address": message.from_email}
-    key = _KEYS.get(domain.dkim_private_key)
-    if key is None:
-        try:
-            pem = secret_decrypt(domain.dkim_private_key)
-        except SecretUnavailable as error:
-            return None, _("The DKIM key of %(domain)s: %(error)s") % {
-                "domain": domain.domain,
-                "error": error,
-            }
-        key = DkimKey.from_pem(
-            domain=domain.domain, selector=domain.dkim_selector, pem=pem
-        )
-        if len(_KEYS) >= KEYS_KEPT:
-            _KEYS.clear()
-        _KEYS[domain.dkim_private_key] = key
-    return key, ""

@@ -22,7 +22,7 @@ from core.models import Attempt, MailingRun
 from core.models.clients import subscribed_q
 from core.models.suppressions import suppressed_q
 from core.models.users import sending_allowed_q
-from core.services.senders import message_signing
+from core.services.signing import message_signing
 
 from .journal import HOST_TAG
 

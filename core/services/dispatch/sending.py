@@ -245,7 +245,7 @@ def compose(attempt) -> tuple[str, str, bytes]:
     envelope_check(sender, recipient)
     data = outgoing.as_bytes()
     # From one of the owner's verified domains: signed with its key (looked
-    # up with the claim, core.services.senders.message_signing).
+    # up with the claim, core.services.signing.message_signing).
     if key := getattr(run, "dkim", None):
         data = dkim_sign(data, key)
     return sender, recipient, data

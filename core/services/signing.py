@@ -1,0 +1,45 @@
+"""Which key a message's mail is signed with, looked up with each claim.
+
+Apart from the DNS checks (core/services/senders.py) so the send path does
+not import dnspython: a twentieth of a second of every process start.
+"""
+
+from django.utils.translation import gettext as _
+
+from core.keys import SecretUnavailable, secret_decrypt
+from core.services.mail.dkim import DkimKey
+
+# Decrypted keys by their stored token, so each is decrypted once a process.
+_KEYS: dict[str, DkimKey] = {}
+KEYS_KEPT = 256
+
+
+def message_signing(message) -> tuple[DkimKey | None, str]:
+    """(the key to sign a message's mail with, ""): its sender domain's.
+    (None, "") for mail from the service's own address; (None, why) when
+    its mail may not go now: the domain is no longer verified, or its key
+    cannot be decrypted. Such mail waits rather than goes out unsigned."""
+    if not message.from_email:
+        return None, ""
+    domain = message.sender_domain()
+    if domain is None:
+        return None, _(
+            "The sender domain of %(address)s is not verified: publish its "
+            "records (Sender domains), or choose another sender."
+        ) % {"address": message.from_email}
+    key = _KEYS.get(domain.dkim_private_key)
+    if key is None:
+        try:
+            pem = secret_decrypt(domain.dkim_private_key)
+        except SecretUnavailable as error:
+            return None, _("The DKIM key of %(domain)s: %(error)s") % {
+                "domain": domain.domain,
+                "error": error,
+            }
+        key = DkimKey.from_pem(
+            domain=domain.domain, selector=domain.dkim_selector, pem=pem
+        )
+        if len(_KEYS) >= KEYS_KEPT:
+            _KEYS.clear()
+        _KEYS[domain.dkim_private_key] = key
+    return key, ""
