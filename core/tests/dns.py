@@ -17,9 +17,17 @@ DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port free on 127.0.0.1 for UDP and TCP both (dnsmasq takes both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as stream:
+            try:
+                stream.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 def _chunks(text: str) -> str:
@@ -35,6 +43,9 @@ class DnsServer:
     def __init__(self, tmp_path, *, host="127.0.0.1", port=None):
         self.host = host
         self.port = port or _free_port()
+        # A port of our choosing may move until the server first starts.
+        self.movable = port is None
+        self.started = False
         self.config = tmp_path / f"dnsmasq-{host}-{self.port}.conf"
         self.process = None
 
@@ -49,7 +60,6 @@ class DnsServer:
             "no-hosts",
             "bind-interfaces",
             f"listen-address={self.host}",
-            f"port={self.port}",
             "cache-size=0",
             # Answered from the records here alone: no such name, not refused.
             "local=/#/",
@@ -59,12 +69,31 @@ class DnsServer:
                 lines.append(f"txt-record={name},{_chunks(value)}")
         self.config.write_text("\n".join(lines) + "\n")
         self.stop()
-        self.process = subprocess.Popen(
-            [DNSMASQ, "--keep-in-foreground", f"--conf-file={self.config}", "--user="],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self._wait()
+        # The port was free when chosen; another process may take it before
+        # dnsmasq binds it (or the last instance's may linger): try again.
+        for attempt in range(5):
+            self.process = subprocess.Popen(
+                [
+                    DNSMASQ,
+                    "--keep-in-foreground",
+                    "--log-facility=-",  # its errors on stderr
+                    f"--port={self.port}",
+                    f"--conf-file={self.config}",
+                    "--user=",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            try:
+                self._wait()
+                self.started = True
+                return
+            except RuntimeError:
+                if attempt == 4:
+                    raise
+                if self.movable and not self.started:
+                    self.port = _free_port()
+                time.sleep(0.2)
 
     def _wait(self) -> None:
         import dns.message
