@@ -279,12 +279,10 @@ class Sender:
         self.stopping = False
         self.unreachable = ""
         self.starved = False  # a connection found no work since the last measure
-        # The delivery's first whole window is not judged: it holds the
-        # start (sessions opening, the first claim), and measured, the next
-        # count always looked faster, whatever the server. Later counts are
-        # judged at once: their new sessions opening only make more
-        # connections look no better than they are.
-        self.warming = True
+        # The count whose first whole window has passed: in that first one
+        # its connections were still opening (connect, EHLO), and measured,
+        # the next count always looked faster, whatever the server.
+        self.warmed = None
         self.streaks = {}  # run id → failures in a row, counting the run's own
         # run id → the run's paused_until when its streak was seeded (or
         # PAUSE_RECORDED): a claim that finds another value starts the count
@@ -343,8 +341,8 @@ class Sender:
                     target = self.concurrency.target
                     if self.starved or len(self.threads) != target:
                         pass
-                    elif self.warming:
-                        self.warming = False
+                    elif self.warmed != target:
+                        self.warmed = target
                     else:
                         self.concurrency.observe(rate=answered / elapsed)
                     measured_at, answered, self.starved = now, 0, False
