@@ -278,6 +278,18 @@ def verified_domain(owner, opendkim):
     return domain
 
 
+def shop_message(owner):
+    """A message from the shop's own address, replies to another of its."""
+    from .factories import MessageFactory
+
+    return MessageFactory(
+        owner=owner,
+        from_name="Цветочная лавка",
+        from_email="news@shop.example",
+        reply_to="hello@shop.example",
+    )
+
+
 def test_a_message_may_name_only_a_verified_domain_of_its_owner(owner, domain):
     from .factories import MessageFactory
 
@@ -300,15 +312,10 @@ def test_mail_goes_out_from_the_clients_domain_signed_and_verifies(
 
     from core.services.dispatch import dispatch_tick
 
-    from .factories import MessageFactory, due_mailing, people
+    from .factories import due_mailing, people
 
     domain = verified_domain(owner, opendkim)
-    message = MessageFactory(
-        owner=owner,
-        from_name="Цветочная лавка",
-        from_email="news@shop.example",
-        reply_to="hello@shop.example",
-    )
+    message = shop_message(owner)
     recipients = people(owner, 3)
     due_mailing(owner, recipients, message=message)
     assert dispatch_tick().sent == 3
@@ -378,15 +385,10 @@ def test_the_preview_the_test_email_and_the_report_show_the_sender(
     from core.services.dispatch import dispatch_tick
     from core.services.messages import message_preview, message_send_test
 
-    from .factories import MessageFactory, due_mailing, people
+    from .factories import due_mailing, people
 
     domain = verified_domain(owner, opendkim)
-    message = MessageFactory(
-        owner=owner,
-        from_name="Цветочная лавка",
-        from_email="news@shop.example",
-        reply_to="hello@shop.example",
-    )
+    message = shop_message(owner)
     preview = message_preview(message=message)
     assert preview["sender"] == "Цветочная лавка <news@shop.example>"
     assert preview["reply_to"] == "hello@shop.example"
