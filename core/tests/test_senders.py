@@ -345,10 +345,14 @@ def test_mail_from_the_services_address_is_not_signed(owner, smtp_server):
     assert parsed["From"].startswith("Лавка <") and "shop" not in parsed["From"]
 
 
+@pytest.mark.parametrize("limit", [20, 0])
 @pytest.mark.parametrize("broken", ["unverified", "key"])
 def test_a_run_whose_mail_cannot_be_signed_pauses_and_says_why(
-    owner, smtp_server, broken, settings
+    owner, smtp_server, broken, settings, limit
 ):
+    # Pausing after failures in a row switched off (0) still pauses it:
+    # otherwise the tick would claim the same attempts again and again.
+    settings.SMTP_MAX_CONSECUTIVE_ERRORS = limit
     from django.utils import timezone
 
     from core.models import Attempt, MailingRun

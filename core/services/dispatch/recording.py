@@ -171,7 +171,10 @@ def _count_run(*, run_id: int, counts: Counter, failures: int, reset: bool, now)
     )
     limit = settings.SMTP_MAX_CONSECUTIVE_ERRORS
     paused = counts[Outcome.PAUSED]
-    if limit and (paused or failures):
+    # A pause asked for pauses whatever the limit (mail that cannot be
+    # signed waits even with SMTP_MAX_CONSECUTIVE_ERRORS=0); failures pause
+    # only under a limit.
+    if paused or (limit and failures):
         run = MailingRun.objects.filter(pk=run_id)
         if not paused:  # failures alone pause it once they reach the limit
             run = run.filter(consecutive_failures__gte=limit)
