@@ -4,9 +4,10 @@ Pure functions the `Article` model uses when it is saved; they import no
 model and no service.
 """
 
+from functools import cache
+
 import nh3
 from django.utils.text import slugify
-from markdown_it import MarkdownIt
 
 # Russian (and Ukrainian, Belarusian) letters in Latin, close to GOST 7.79-2000
 # system B as URLs and passports commonly write it: "щука" → "shchuka".
@@ -44,9 +45,20 @@ def article_slug_base(*, title: str) -> str:
 # ARTICLE_SOURCE_MAX_LENGTH characters: the slowest input found at that
 # length, "![" repeated, renders in under a second.
 ARTICLE_SOURCE_MAX_LENGTH = 50_000
-MARKDOWN = MarkdownIt("commonmark", {"breaks": True, "html": True}).enable(
-    ["table", "strikethrough"]
-)
+
+
+@cache
+def markdown():
+    """The article parser, built on first use: markdown-it-py and its rules
+    cost 50 ms of import that processes which never render an article (the
+    send command, every worker) need not pay."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"breaks": True, "html": True}).enable(
+        ["table", "strikethrough"]
+    )
+
+
 ALLOWED_TAGS = {
     "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6",
     "strong", "b", "em", "i", "u", "s", "del", "ins", "mark", "small",
@@ -92,5 +104,5 @@ def article_body_html(*, source: str, html: str = "") -> str:
     """The Markdown `source` as sanitized HTML, or `html` sanitized when there
     is no source (an article written elsewhere as HTML)."""
     if source:
-        html = MARKDOWN.render(source).rstrip("\n")
+        html = markdown().render(source).rstrip("\n")
     return article_sanitize(html_text=html)

@@ -23,8 +23,6 @@ from email import policy
 from email.header import decode_header, make_header
 from itertools import islice
 
-from flufl.bounce import all_failures
-
 from core.services.mail.verp import attempts_named
 
 from .severity import enhanced_status, severity_of
@@ -93,6 +91,10 @@ def report_read(raw: bytes) -> Report:
         report.failures = failed or delayed
         report.kind = BOUNCE if failed else DELAY if delayed else ""
         return report
+    # flufl.bounce's detectors cost 30 ms of import; only a report with no
+    # standard part needs them.
+    from flufl.bounce import all_failures
+
     try:
         temporary, permanent = all_failures(message)
     except Exception:  # a detector that chokes on an odd message: none found
