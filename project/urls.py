@@ -4,6 +4,10 @@ from django.urls import include, path
 
 from core.webhook_urls import webhook_patterns
 
+# Every app's admin module registers itself here, with the URLconf, not at
+# start-up (core.apps.MailingAdminConfig).
+admin.autodiscover()
+
 urlpatterns = [
     *webhook_patterns(),
     path("admin/", admin.site.urls),

@@ -301,16 +301,18 @@ def test_commands_that_read_only_the_code_run_without_a_key(tmp_path):
 def test_django_anymail_is_installed_only_where_its_webhooks_are_mounted(tmp_path):
     """Its app registers only system checks, which import `requests`: every
     process start (the minute's send command among them) would pay for it.
-    So would dnspython, which only the sender-domain checks use."""
+    So would dnspython, which only the sender-domain checks use, markdown-it
+    (articles) and flufl.bounce (bounce reports without a standard part)."""
     code = (
         "import django, sys; django.setup(); from django.conf import settings; "
         "import core.tasks, core.services.dispatch; "
         "print('anymail' in settings.INSTALLED_APPS, 'requests' in sys.modules, "
-        "'dns.resolver' in sys.modules)"
+        "'dns.resolver' in sys.modules, 'markdown_it' in sys.modules, "
+        "'flufl.bounce' in sys.modules)"
     )
     without = run_python(code, tmp_path, DEBUG="True")
     assert without.returncode == 0, without.stderr
-    assert without.stdout.split() == ["False", "False", "False"]
+    assert without.stdout.split() == ["False"] * 5
     mounted = run_python(code, tmp_path, DEBUG="True", ANYMAIL_WEBHOOK_SECRET="a:b")
     assert mounted.returncode == 0, mounted.stderr
     assert mounted.stdout.split()[0] == "True"
@@ -327,3 +329,33 @@ def test_the_send_command_skips_the_system_checks_and_check_still_runs_them(
     checked = run_manage(["check"], tmp_path, DEBUG="True")
     assert checked.returncode == 0, checked.stderr[-2000:]
     assert "System check identified no issues" in checked.stdout
+
+
+def test_the_admin_is_discovered_with_the_urls_or_its_checks_not_at_start_up(
+    tmp_path,
+):
+    """A process that serves no page does not import the admin modules; the
+    admin's pages and its checks still see every ModelAdmin."""
+    start = (
+        "import django, sys; django.setup(); from django.contrib import admin; "
+        "from core.models import Mailing; "
+        "before = 'core.admin' in sys.modules; "
+    )
+    by_urls = run_python(
+        start + "from django.urls import reverse; "
+        "url = reverse('admin:core_mailing_changelist'); "
+        "print(before, admin.site.is_registered(Mailing), url)",
+        tmp_path,
+        DEBUG="True",
+    )
+    assert by_urls.returncode == 0, by_urls.stderr
+    assert by_urls.stdout.split() == ["False", "True", "/admin/core/mailing/"]
+    by_checks = run_python(
+        start + "from django.core import checks; "
+        "found = checks.run_checks(tags=[checks.Tags.admin]); "
+        "print(before, admin.site.is_registered(Mailing), len(found))",
+        tmp_path,
+        DEBUG="True",
+    )
+    assert by_checks.returncode == 0, by_checks.stderr
+    assert by_checks.stdout.split() == ["False", "True", "0"]
