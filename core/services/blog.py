@@ -31,7 +31,6 @@ from django.utils import timezone
 from django.utils.html import strip_tags
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.models import Article
 from core.models.blog import ARTICLE_IMAGE_FORMATS
@@ -67,6 +66,10 @@ def article_image_clean(*, upload) -> ContentFile:
     and anything hidden after the image data (a script in a "GIF") are gone.
     The name is ours, so the file is always served as the image it is.
     """
+    # Pillow is imported here, by the one request that needs it, not by
+    # every process that loads the blog's cache helpers.
+    from PIL import Image, UnidentifiedImageError
+
     article_image_check_size(upload=upload)
     try:
         upload.seek(0)
@@ -117,6 +120,8 @@ def article_image_clean(*, upload) -> ContentFile:
 
 
 def _image_reencode(*, image, image_format, output) -> None:
+    from PIL import ImageOps
+
     animated = getattr(image, "n_frames", 1) > 1
     if image_format == "JPEG":
         image = ImageOps.exif_transpose(image)

@@ -302,17 +302,18 @@ def test_django_anymail_is_installed_only_where_its_webhooks_are_mounted(tmp_pat
     """Its app registers only system checks, which import `requests`: every
     process start (the minute's send command among them) would pay for it.
     So would dnspython, which only the sender-domain checks use, markdown-it
-    (articles) and flufl.bounce (bounce reports without a standard part)."""
+    (articles), flufl.bounce (bounce reports without a standard part) and
+    Pillow (cover images)."""
     code = (
         "import django, sys; django.setup(); from django.conf import settings; "
         "import core.tasks, core.services.dispatch; "
         "print('anymail' in settings.INSTALLED_APPS, 'requests' in sys.modules, "
         "'dns.resolver' in sys.modules, 'markdown_it' in sys.modules, "
-        "'flufl.bounce' in sys.modules)"
+        "'flufl.bounce' in sys.modules, 'PIL.Image' in sys.modules)"
     )
     without = run_python(code, tmp_path, DEBUG="True")
     assert without.returncode == 0, without.stderr
-    assert without.stdout.split() == ["False"] * 5
+    assert without.stdout.split() == ["False"] * 6
     mounted = run_python(code, tmp_path, DEBUG="True", ANYMAIL_WEBHOOK_SECRET="a:b")
     assert mounted.returncode == 0, mounted.stderr
     assert mounted.stdout.split()[0] == "True"
