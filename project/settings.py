@@ -375,6 +375,12 @@ DNS_TIMEOUT = env.float("DNS_TIMEOUT", default=5.0)
 # (e.g. "include:_spf.mailer.example" or "ip4:203.0.113.7"); by default
 # "a:" or "ip4:" of EMAIL_HOST.
 SENDER_SPF = env.str("SENDER_SPF", default="")
+# The service's bounce host (e.g. "bounces.mailer.example": its MX receives
+# bounces into BOUNCE_MAILBOX_URL, its TXT is the relay's SPF). When set,
+# each client may point `bounces.<their domain>` at it with a CNAME; once
+# the check finds it, their mail's return path is on their own domain, so
+# SPF aligns with From. Empty: every return path is BOUNCE_ADDRESS's.
+RETURN_PATH_HOST = env.str("RETURN_PATH_HOST", default="").strip().rstrip(".").lower()
 
 # Opens and clicks this many seconds after delivery or sooner are counted as
 # a machine's (a link scanner or a prefetcher), not a person's.

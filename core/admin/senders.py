@@ -1,6 +1,7 @@
 """Sender domains: the records to publish, and what the DNS says of them."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
@@ -16,6 +17,7 @@ KIND_LABELS = {
     "dkim": _("DKIM key (verifies the domain)"),
     "spf": _("SPF (suggested)"),
     "dmarc": _("DMARC (suggested)"),
+    "return-path": _("Return path (bounces on your domain; suggested)"),
 }
 
 
@@ -34,7 +36,14 @@ class SenderDomainForm(OwnedForm):
 @admin.register(SenderDomain)
 class SenderDomainAdmin(OwnedAdmin):
     form = SenderDomainForm
-    list_display = ("domain", "verified", "dkim_state", "spf_state", "dmarc_state")
+    list_display = (
+        "domain",
+        "verified",
+        "dkim_state",
+        "spf_state",
+        "dmarc_state",
+        "return_path_state",
+    )
     search_fields = ("domain",)
     actions = ["check_dns"]
     readonly_fields = ("records", "verified_at", "checked_at")
@@ -71,6 +80,16 @@ class SenderDomainAdmin(OwnedAdmin):
     @admin.display(description="DMARC")
     def dmarc_state(self, obj):
         return self._state(obj, "dmarc")
+
+    @admin.display(description=_("return path"))
+    def return_path_state(self, obj):
+        return self._state(obj, "return-path")
+
+    def get_list_display(self, request):
+        shown = super().get_list_display(request)
+        if settings.RETURN_PATH_HOST:
+            return shown
+        return [name for name in shown if name != "return_path_state"]
 
     @admin.display(description=_("records to publish in the domain's DNS"))
     def records(self, obj):

@@ -30,6 +30,8 @@ from .base import OwnedModel
 
 # What a receiver is asked for: a DMARC policy that only reports at first.
 DMARC_SUGGESTED = "v=DMARC1; p=none; adkim=r; aspf=r"
+# The subdomain a client points at RETURN_PATH_HOST for their return path.
+RETURN_PATH_LABEL = "bounces"
 
 
 def domain_normalize(value: str) -> str:
@@ -96,6 +98,21 @@ class SenderDomain(OwnedModel):
     def dkim_name(self) -> str:
         return f"{self.dkim_selector}._domainkey.{self.domain}"
 
+    @property
+    def return_path_name(self) -> str:
+        return f"{RETURN_PATH_LABEL}.{self.domain}"
+
+    def return_path_domain(self) -> str:
+        """The domain its mail's envelope sender is at: the client's own
+        bounce subdomain once the check found it pointing at the service's
+        RETURN_PATH_HOST; "" (the service's BOUNCE_ADDRESS) otherwise."""
+        if (
+            settings.RETURN_PATH_HOST
+            and (self.dns_check or {}).get("return-path") == self.Check.FOUND
+        ):
+            return self.return_path_name
+        return ""
+
     def clean(self):
         super().clean()
         self.domain = domain_normalize(self.domain)
@@ -133,8 +150,9 @@ class SenderDomain(OwnedModel):
     def dns_records(self) -> list[dict]:
         """What the owner publishes in the domain's DNS, as
         {"kind", "name", "type", "value"}: the DKIM key (what verifies the
-        domain), and suggested SPF and DMARC records."""
-        return [
+        domain), suggested SPF and DMARC records, and with RETURN_PATH_HOST
+        the CNAME that puts the return path on the client's domain."""
+        records = [
             {
                 "kind": "dkim",
                 "name": self.dkim_name,
@@ -154,3 +172,13 @@ class SenderDomain(OwnedModel):
                 "value": DMARC_SUGGESTED,
             },
         ]
+        if settings.RETURN_PATH_HOST:
+            records.append(
+                {
+                    "kind": "return-path",
+                    "name": self.return_path_name,
+                    "type": "CNAME",
+                    "value": settings.RETURN_PATH_HOST,
+                }
+            )
+        return records

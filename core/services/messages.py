@@ -76,7 +76,7 @@ def message_send_test(*, message, to: str) -> tuple[bool, str]:
     if "error" in preview:
         return False, preview["error"]
     # From the message's sender and signed as its mail is, or not at all.
-    key, problem = message_signing(message)
+    key, problem, _return_path = message_signing(message)
     if problem:
         return False, problem
     email = EmailMultiAlternatives(

@@ -46,16 +46,17 @@ def resolver():
     return made
 
 
-def txt_records(name: str, *, using=None) -> list[str]:
-    """The TXT strings at `name` (each record's chunks joined); [] if none."""
+def _lookup(name: str, kind: str, *, using=None):
+    """The answer for `name`'s records of `kind`; None if there are none.
+    Raises DnsUnavailable when the DNS cannot be asked."""
     import dns.exception
     import dns.resolver
 
     using = using or resolver()
     try:
-        answer = using.resolve(name, "TXT")
+        return using.resolve(name, kind)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return []
+        return None
     except dns.exception.Timeout as error:
         raise DnsUnavailable(
             _("The DNS did not answer for %(name)s in time.") % {"name": name}
@@ -65,9 +66,22 @@ def txt_records(name: str, *, using=None) -> list[str]:
             _("The DNS could not be asked for %(name)s: %(error)s")
             % {"name": name, "error": error}
         ) from error
+
+
+def txt_records(name: str, *, using=None) -> list[str]:
+    """The TXT strings at `name` (each record's chunks joined); [] if none."""
+    answer = _lookup(name, "TXT", using=using) or []
     return [
         b"".join(record.strings).decode("utf-8", errors="replace") for record in answer
     ]
+
+
+def cname_target(name: str, *, using=None) -> str:
+    """The name `name` is an alias of (lowercase, no final dot); "" if none."""
+    answer = _lookup(name, "CNAME", using=using) or []
+    for record in answer:
+        return record.target.to_text().rstrip(".").lower()
+    return ""
 
 
 def _tags(record: str) -> dict[str, str]:
@@ -96,6 +110,12 @@ def spf_state(found: list[str]) -> str:
     return Check.DIFFERENT
 
 
+def return_path_state(target: str) -> str:
+    if not target:
+        return Check.MISSING
+    return Check.FOUND if target == settings.RETURN_PATH_HOST else Check.DIFFERENT
+
+
 def dmarc_state(found: list[str]) -> str:
     if any(record.replace(" ", "").lower().startswith("v=dmarc1") for record in found):
         return Check.FOUND
@@ -104,8 +124,9 @@ def dmarc_state(found: list[str]) -> str:
 
 def sender_domain_check(domain: SenderDomain, *, now=None) -> dict:
     """Look the domain's records up, record what was found, and return it:
-    {"dkim": …, "spf": …, "dmarc": …}. Raises DnsUnavailable (and changes
-    nothing) when the DNS cannot be asked."""
+    {"dkim": …, "spf": …, "dmarc": …} and, with RETURN_PATH_HOST,
+    "return-path". Raises DnsUnavailable (and changes nothing) when the DNS
+    cannot be asked."""
     now = now or timezone.now()
     using = resolver()
     records = {record["kind"]: record for record in domain.dns_records()}
@@ -114,6 +135,9 @@ def sender_domain_check(domain: SenderDomain, *, now=None) -> dict:
         "spf": spf_state(txt_records(records["spf"]["name"], using=using)),
         "dmarc": dmarc_state(txt_records(records["dmarc"]["name"], using=using)),
     }
+    if "return-path" in records:
+        target = cname_target(records["return-path"]["name"], using=using)
+        states["return-path"] = return_path_state(target)
     verified = states["dkim"] == Check.FOUND
     domain.dns_check = states
     domain.checked_at = now

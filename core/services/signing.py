@@ -1,8 +1,11 @@
-"""Which key a message's mail is signed with, looked up with each claim.
+"""Which key a message's mail is signed with, and the domain its return
+path is at, looked up with each claim.
 
 Apart from the DNS checks (core/services/senders.py) so the send path does
 not import dnspython: a twentieth of a second of every process start.
 """
+
+from typing import NamedTuple
 
 from django.utils.translation import gettext as _
 
@@ -14,32 +17,47 @@ _KEYS: dict[str, DkimKey] = {}
 KEYS_KEPT = 256
 
 
-def message_signing(message) -> tuple[DkimKey | None, str]:
-    """(the key to sign a message's mail with, ""): its sender domain's.
-    (None, "") for mail from the service's own address; (None, why) when
-    its mail may not go now: the domain is no longer verified, or its key
-    cannot be decrypted. Such mail waits rather than goes out unsigned."""
+class Signing(NamedTuple):
+    key: DkimKey | None
+    # Why the mail may not go now; "" when it may.
+    problem: str = ""
+    # The envelope sender's domain: the client's own return path, or "" for
+    # the service's BOUNCE_ADDRESS.
+    return_path: str = ""
+
+
+def message_signing(message) -> Signing:
+    """The key to sign a message's mail with: its sender domain's, with the
+    domain's return path. No key for mail from the service's own address;
+    no key and a problem when its mail may not go now: the domain is no
+    longer verified, or its key cannot be decrypted. Such mail waits rather
+    than goes out unsigned."""
     if not message.from_email:
-        return None, ""
+        return Signing(None)
     domain = message.sender_domain()
     if domain is None:
-        return None, _(
-            "The sender domain of %(address)s is not verified: publish its "
-            "records (Sender domains), or choose another sender."
-        ) % {"address": message.from_email}
+        return Signing(
+            None,
+            _(
+                "The sender domain of %(address)s is not verified: publish its "
+                "records (Sender domains), or choose another sender."
+            )
+            % {"address": message.from_email},
+        )
     key = _KEYS.get(domain.dkim_private_key)
     if key is None:
         try:
             pem = secret_decrypt(domain.dkim_private_key)
         except SecretUnavailable as error:
-            return None, _("The DKIM key of %(domain)s: %(error)s") % {
-                "domain": domain.domain,
-                "error": error,
-            }
+            return Signing(
+                None,
+                _("The DKIM key of %(domain)s: %(error)s")
+                % {"domain": domain.domain, "error": error},
+            )
         key = DkimKey.from_pem(
             domain=domain.domain, selector=domain.dkim_selector, pem=pem
         )
         if len(_KEYS) >= KEYS_KEPT:
             _KEYS.clear()
         _KEYS[domain.dkim_private_key] = key
-    return key, ""
+    return Signing(key, return_path=domain.return_path_domain())

@@ -53,8 +53,15 @@ class DnsServer:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def publish(self, records: dict[str, list[str]]) -> None:
-        """Serve exactly these TXT records: name → its values."""
+    def publish(
+        self,
+        records: dict[str, list[str]],
+        *,
+        cnames: dict[str, str] | None = None,
+        hosts: dict[str, str] | None = None,
+    ) -> None:
+        """Serve exactly these TXT records (name → its values), aliases
+        (name → the name it stands for) and addresses (name → IPv4)."""
         lines = [
             "no-resolv",
             "no-hosts",
@@ -67,6 +74,13 @@ class DnsServer:
         for name, values in records.items():
             for value in values:
                 lines.append(f"txt-record={name},{_chunks(value)}")
+        for name, address in (hosts or {}).items():
+            lines.append(f"host-record={name},{address}")
+        for alias, target in (cnames or {}).items():
+            # dnsmasq serves an alias only of a name it holds itself.
+            if target not in (hosts or {}):
+                lines.append(f"host-record={target},192.0.2.1")
+            lines.append(f"cname={alias},{target}")
         self.config.write_text("\n".join(lines) + "\n")
         self.stop()
         # The port was free when chosen; another process may take it before

@@ -345,6 +345,68 @@ def test_mail_from_the_services_address_is_not_signed(owner, smtp_server):
     assert parsed["From"].startswith("Лавка <") and "shop" not in parsed["From"]
 
 
+# --- the return path on the client's domain --------------------------------
+
+BOUNCE_HOST = "bounces.mailer.example"
+
+
+def test_the_return_path_record_is_offered_only_with_a_bounce_host(domain, settings):
+    settings.RETURN_PATH_HOST = ""
+    assert [r["kind"] for r in domain.dns_records()] == ["dkim", "spf", "dmarc"]
+    settings.RETURN_PATH_HOST = BOUNCE_HOST
+    *_, return_path = domain.dns_records()
+    assert return_path == {
+        "kind": "return-path",
+        "name": "bounces.shop.example",
+        "type": "CNAME",
+        "value": BOUNCE_HOST,
+    }
+
+
+def test_mail_returns_to_the_clients_domain_once_its_alias_is_found(
+    owner, domain, dns_server, smtp_server, settings
+):
+    """Until the check finds bounces.<domain> pointing at the service's
+    bounce host, bounces go to BOUNCE_ADDRESS; after, to the client's own
+    subdomain, and a bounce there still names its attempt."""
+    from core.models import Attempt
+    from core.services.dispatch import dispatch_tick
+    from core.services.mail.verp import attempts_named
+
+    from .factories import ClientFactory, due_mailing
+
+    settings.RETURN_PATH_HOST = BOUNCE_HOST
+    settings.BOUNCE_ADDRESS = "bounces@mailer.example"
+    published = records(domain, "dkim", "spf", "dmarc")
+
+    def send_one():
+        due_mailing(owner, [ClientFactory(owner=owner)], message=shop_message(owner))
+        smtp_server.recorder.senders.clear()
+        assert dispatch_tick().sent == 1
+        (sender,) = smtp_server.recorder.senders
+        return sender
+
+    dns_server.publish(published)
+    assert sender_domain_check(domain)["return-path"] == "missing"
+    assert domain.return_path_domain() == ""
+    assert send_one().endswith("@mailer.example")
+    dns_server.publish(published, cnames={"bounces.shop.example": "elsewhere.example"})
+    assert sender_domain_check(domain)["return-path"] == "different"
+    assert send_one().endswith("@mailer.example")
+    dns_server.publish(published, cnames={"bounces.shop.example": BOUNCE_HOST})
+    assert sender_domain_check(domain)["return-path"] == "found"
+    assert domain.return_path_domain() == "bounces.shop.example"
+    sender = send_one()
+    assert sender.startswith("bounces+") and sender.endswith("@bounces.shop.example")
+    attempt = Attempt.objects.latest("pk")
+    assert attempts_named(f"Final-Recipient: x\nOriginal-Envelope-Id: {sender}") == [
+        attempt.pk
+    ]
+    settings.RETURN_PATH_HOST = ""  # switched off: back to BOUNCE_ADDRESS
+    assert domain.return_path_domain() == ""
+    assert send_one().endswith("@mailer.example")
+
+
 @pytest.mark.parametrize("limit", [20, 0])
 @pytest.mark.parametrize("broken", ["unverified", "key"])
 def test_a_run_whose_mail_cannot_be_signed_pauses_and_says_why(

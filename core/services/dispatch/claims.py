@@ -113,7 +113,9 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
         shared = {run.pk: run for run in runs}
         for run in shared.values():
             # The key its mail is signed with, or why it may not go now.
-            run.dkim, run.dkim_problem = message_signing(run.mailing.message)
+            signing = message_signing(run.mailing.message)
+            run.dkim, run.dkim_problem = signing.key, signing.problem
+            run.return_path = signing.return_path
             if run.dkim_problem:
                 logger.error("Run %s paused: %s", run.pk, run.dkim_problem)
         for attempt in attempts:

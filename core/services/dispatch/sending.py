@@ -237,8 +237,9 @@ def compose(attempt) -> tuple[str, str, bytes]:
         extra_headers=metadata_headers(settings.MAILING_PROVIDER, token),
         from_email=message_sender(mailing.message),
     )
-    # The return path names the attempt, so its bounces can be matched.
-    sender = verp_address(attempt.pk, token)
+    # The return path names the attempt, so its bounces can be matched; on
+    # the client's own domain where they pointed its bounce name at ours.
+    sender = verp_address(attempt.pk, token, domain=getattr(run, "return_path", ""))
     recipient = envelope_recipient(outgoing)
     # Here too, not only in the transport: raised before anything is sent,
     # the attempt fails rather than ends unknown.

@@ -61,10 +61,12 @@ def token_attempt(key: str, mac: str) -> int | None:
     return int(key, 36)
 
 
-def verp_address(attempt_id: int, token: str = "") -> str:
-    """The envelope sender of one attempt's message."""
-    local, _, domain = settings.BOUNCE_ADDRESS.rpartition("@")
-    return f"{local}+{token or verp_token(attempt_id)}@{domain}"
+def verp_address(attempt_id: int, token: str = "", *, domain: str = "") -> str:
+    """The envelope sender of one attempt's message: at BOUNCE_ADDRESS's
+    domain, or at `domain` (a client's return path, which leads to the same
+    bounce mailbox)."""
+    local, _, bounce_domain = settings.BOUNCE_ADDRESS.rpartition("@")
+    return f"{local}+{token or verp_token(attempt_id)}@{domain or bounce_domain}"
 
 
 def verp_message_id(attempt_id: int, domain: str, token: str = "") -> str:
