@@ -12,7 +12,18 @@ from .mail.dkim import dkim_sign
 from .mail.message import envelope_sender, message_sender
 from .mail.smtp import SmtpTransport
 from .mail.templates import MessageTooLarge, message_context, message_render
+from .mail.tracking import (
+    IMAGE_ONLY_MAX_CHARS,
+    image_only_length,
+    links_found,
+    tracked_parts,
+    tracking_fill,
+    tracking_token,
+)
+from .mail.verp import verp_token
 from .signing import message_signing
+from .tracking import tracking_urls
+from .unsubscribe import unsubscribe_url
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +70,87 @@ def message_preview(*, message, email: str = "") -> dict:
         return {**shown, "error": str(error)}
     return {
         **shown,
+        "context": context,
         "problem": problem,
+        "spam_warning": spam_warning(
+            html=html_as_sent(message=message, client=client, context=context),
+            pixel=message.owner.track_opens_default,
+        ),
         "sender": message_sender(message),
         "reply_to": message.reply_to,
         "subject": subject,
         "text": text,
         "html": html,
     }
+
+
+def html_as_sent(*, message, client, context) -> str:
+    """The HTML part as a new mailing of the owner's would send it to
+    `client`: its links tracked and the open pixel in as the owner's
+    defaults say, with links as long as real ones."""
+    if not message.html_body:
+        return ""
+    owner = message.owner
+    opens = owner.track_opens_default
+    links = (
+        links_found(text=message.body, html_body=message.html_body)
+        if owner.track_clicks_default
+        else []
+    )
+    parts = message
+    if opens or links:
+        parts = tracked_parts(
+            message.subject, message.body, message.html_body, tuple(links), opens
+        )
+    # Ids of the size a busy service reaches; only their length matters.
+    sample = 10**7
+    token = verp_token(sample)
+    context = {
+        **context,
+        "unsubscribe_url": unsubscribe_url(
+            client_id=client.pk or sample, message=token
+        ),
+    }
+    try:
+        _subject, _text, html = message_render(message=parts, context=context)
+    except (TemplateSyntaxError, MessageTooLarge):
+        return ""
+    return tracking_fill(
+        html, **tracking_urls(tracking_token(run_id=sample, attempt_id=sample))
+    )
+
+
+def spam_warning(*, html: str, pixel: bool) -> str:
+    """What the preview says when the HTML part would earn spam points for
+    being short and holding an image (`pixel`: the owner's new mailings
+    track opens); "" when it would not."""
+    length = image_only_length(html)
+    if length is None:
+        return ""
+    figures = {
+        "length": length,
+        "limit": IMAGE_ONLY_MAX_CHARS,
+    }
+    if pixel:
+        return (
+            _(
+                "The HTML part is short (about %(length)d characters as sent) and "
+                "holds an image: the open-tracking pixel is one. SpamAssassin, "
+                "which many receiving servers run, adds up to 2 points to HTML "
+                "mail of under %(limit)d characters with any image in it. Write a "
+                "little more, or send this message with open tracking off."
+            )
+            % figures
+        )
+    return (
+        _(
+            "The HTML part is short (about %(length)d characters as sent) and "
+            "holds an image. SpamAssassin, which many receiving servers run, adds "
+            "up to 2 points to HTML mail of under %(limit)d characters with any "
+            "image in it. Write a little more, or leave the image out."
+        )
+        % figures
+    )
 
 
 def message_send_test(*, message, to: str) -> tuple[bool, str]:
