@@ -1,6 +1,7 @@
 """Messages in the back office: the preview, and the test e-mail to oneself."""
 
 import logging
+from types import SimpleNamespace
 
 from django.core.mail import EmailMultiAlternatives
 from django.template import TemplateSyntaxError
@@ -16,13 +17,11 @@ from .mail.tracking import (
     IMAGE_ONLY_MAX_CHARS,
     image_only_length,
     links_found,
-    tracked_parts,
     tracking_fill,
-    tracking_token,
 )
 from .mail.verp import verp_token
 from .signing import message_signing
-from .tracking import tracking_urls
+from .tracking import message_tracked
 from .unsubscribe import unsubscribe_url
 
 logger = logging.getLogger(__name__)
@@ -41,17 +40,21 @@ def _sample_recipient(*, message, email=""):
     return client or Client(email="ivan.petrov@example.com", full_name=_("Ivan Petrov"))
 
 
+def _preview_context(*, client, unsubscribe_url="#unsubscribe") -> dict:
+    return message_context(
+        client=client,
+        mailing=Mailing(title=_("Sample mailing")),
+        unsubscribe_url=unsubscribe_url,
+        preferences_url="#preferences",
+        attributes=client.attributes,
+    )
+
+
 def message_preview(*, message, email: str = "") -> dict:
     """The message as one recipient would read it: the owner's recipient
     with this `email`, or a sample one."""
     client = _sample_recipient(message=message, email=email)
-    context = message_context(
-        client=client,
-        mailing=Mailing(title=_("Sample mailing")),
-        unsubscribe_url="#unsubscribe",
-        preferences_url="#preferences",
-        attributes=client.attributes,
-    )
+    context = _preview_context(client=client)
     # What could not be saved today but may still be sent (an unknown
     # variable, which renders empty) is shown above the rendering.
     problem = message.template_problem()
@@ -70,10 +73,9 @@ def message_preview(*, message, email: str = "") -> dict:
         return {**shown, "error": str(error)}
     return {
         **shown,
-        "context": context,
         "problem": problem,
         "spam_warning": spam_warning(
-            html=html_as_sent(message=message, client=client, context=context),
+            html=html_as_sent(message=message, client=client),
             pixel=message.owner.track_opens_default,
         ),
         "sender": message_sender(message),
@@ -84,40 +86,35 @@ def message_preview(*, message, email: str = "") -> dict:
     }
 
 
-def html_as_sent(*, message, client, context) -> str:
+def html_as_sent(*, message, client) -> str:
     """The HTML part as a new mailing of the owner's would send it to
-    `client`: its links tracked and the open pixel in as the owner's
-    defaults say, with links as long as real ones."""
+    `client`: tracked as the owner's defaults say (through the send path's
+    own `message_tracked`, on a stand-in run), with links as long as real
+    ones."""
     if not message.html_body:
         return ""
     owner = message.owner
-    opens = owner.track_opens_default
-    links = (
-        links_found(text=message.body, html_body=message.html_body)
-        if owner.track_clicks_default
-        else []
-    )
-    parts = message
-    if opens or links:
-        parts = tracked_parts(
-            message.subject, message.body, message.html_body, tuple(links), opens
-        )
     # Ids of the size a busy service reaches; only their length matters.
     sample = 10**7
-    token = verp_token(sample)
-    context = {
-        **context,
-        "unsubscribe_url": unsubscribe_url(
-            client_id=client.pk or sample, message=token
+    run = SimpleNamespace(
+        pk=sample,
+        track_opens=owner.track_opens_default,
+        track_clicks=owner.track_clicks_default,
+        track_recipients=owner.track_recipients_default,
+        links=links_found(text=message.body, html_body=message.html_body),
+    )
+    parts, tracking = message_tracked(run=run, attempt_id=sample, message=message)
+    context = _preview_context(
+        client=client,
+        unsubscribe_url=unsubscribe_url(
+            client_id=client.pk or sample, message=verp_token(sample)
         ),
-    }
+    )
     try:
         _subject, _text, html = message_render(message=parts, context=context)
     except (TemplateSyntaxError, MessageTooLarge):
         return ""
-    return tracking_fill(
-        html, **tracking_urls(tracking_token(run_id=sample, attempt_id=sample))
-    )
+    return tracking_fill(html, **tracking) if tracking else html
 
 
 def spam_warning(*, html: str, pixel: bool) -> str:
@@ -161,9 +158,9 @@ def message_send_test(*, message, to: str) -> tuple[bool, str]:
     if "error" in preview:
         return False, preview["error"]
     # From the message's sender and signed as its mail is, or not at all.
-    key, problem, _return_path = message_signing(message)
-    if problem:
-        return False, problem
+    signing = message_signing(message)
+    if signing.problem:
+        return False, signing.problem
     email = EmailMultiAlternatives(
         subject=_("[Test] %(subject)s") % {"subject": preview["subject"]},
         body=preview["text"],
@@ -174,10 +171,10 @@ def message_send_test(*, message, to: str) -> tuple[bool, str]:
     if preview["html"]:
         email.attach_alternative(preview["html"], "text/html")
     try:
-        if key is None:
+        if signing.key is None:
             email.send()
         else:
-            _send_signed(email, key)
+            _send_signed(email, signing.key)
     except Exception as error:  # SMTP refusal, timeout, DNS: report, don't crash
         logger.warning("Test e-mail to %s failed: %s", to, error)
         return False, str(error) or error.__class__.__name__

@@ -211,9 +211,7 @@ def send_sample(owner, smtp_server, dns_server, tmp_path, settings):
             for part in email.message_from_bytes(raw).walk()
             if part.get_content_type() == "text/html"
         ]
-        estimate = html_as_sent(
-            message=message, client=recipient, context=preview["context"]
-        )
+        estimate = html_as_sent(message=message, client=recipient)
         # What the preview judges by is what goes out, to a few characters.
         assert abs(len(estimate) - len(html)) <= 20, (len(estimate), len(html))
         return verdict, preview["spam_warning"]

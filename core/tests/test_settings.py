@@ -332,31 +332,33 @@ def test_the_send_command_skips_the_system_checks_and_check_still_runs_them(
     assert "System check identified no issues" in checked.stdout
 
 
+@pytest.mark.parametrize(
+    "asks, expected",
+    [
+        (
+            "from django.urls import reverse; "
+            "shown = reverse('admin:core_mailing_changelist')",
+            "/admin/core/mailing/",
+        ),
+        (
+            "from django.core import checks; "
+            "shown = len(checks.run_checks(tags=[checks.Tags.admin]))",
+            "0",
+        ),
+    ],
+    ids=["urls", "checks"],
+)
 def test_the_admin_is_discovered_with_the_urls_or_its_checks_not_at_start_up(
-    tmp_path,
+    tmp_path, asks, expected
 ):
     """A process that serves no page does not import the admin modules; the
     admin's pages and its checks still see every ModelAdmin."""
-    start = (
+    code = (
         "import django, sys; django.setup(); from django.contrib import admin; "
         "from core.models import Mailing; "
-        "before = 'core.admin' in sys.modules; "
+        f"before = 'core.admin' in sys.modules; {asks}; "
+        "print(before, admin.site.is_registered(Mailing), shown)"
     )
-    by_urls = run_python(
-        start + "from django.urls import reverse; "
-        "url = reverse('admin:core_mailing_changelist'); "
-        "print(before, admin.site.is_registered(Mailing), url)",
-        tmp_path,
-        DEBUG="True",
-    )
-    assert by_urls.returncode == 0, by_urls.stderr
-    assert by_urls.stdout.split() == ["False", "True", "/admin/core/mailing/"]
-    by_checks = run_python(
-        start + "from django.core import checks; "
-        "found = checks.run_checks(tags=[checks.Tags.admin]); "
-        "print(before, admin.site.is_registered(Mailing), len(found))",
-        tmp_path,
-        DEBUG="True",
-    )
-    assert by_checks.returncode == 0, by_checks.stderr
-    assert by_checks.stdout.split() == ["False", "True", "0"]
+    done = run_python(code, tmp_path, DEBUG="True")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", expected]
