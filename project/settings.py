@@ -24,6 +24,20 @@ ENV_FILE = Path(os.environ.get("ENV_FILE", BASE_DIR / ".env"))
 if ENV_FILE.is_file():
     env.read_env(ENV_FILE)
 
+
+def _quota(name: str) -> int | None:
+    """A sending quota: a whole number of messages, or empty for none."""
+    value = env.str(name, default="").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ImproperlyConfigured(
+            f"{name} must be a whole number of messages (0 or more), or empty "
+            f"for no limit; it is {value!r}."
+        )
+    return int(value)
+
+
 # Production unless told otherwise: `make run` (and the test settings) set
 # DEBUG=True for development.
 DEBUG = env.bool("DEBUG", default=False)
@@ -299,6 +313,12 @@ SMTP_RETRY_BACKOFF = env.int("SMTP_RETRY_BACKOFF", default=60)
 # Failures in a row that pause a run, and for how many minutes.
 SMTP_MAX_CONSECUTIVE_ERRORS = env.int("SMTP_MAX_CONSECUTIVE_ERRORS", default=20)
 SMTP_PAUSE_MINUTES = env.int("SMTP_PAUSE_MINUTES", default=15)
+# Sending quotas (core/services/quotas.py): messages a day (TIME_ZONE) and a
+# calendar month each client's mailings may hand to the relay, unless a
+# manager set the client's own; empty for no limit. What exceeds a quota
+# waits for the next day or month, and the run's report says so.
+SENDING_QUOTA_DAILY = _quota("SENDING_QUOTA_DAILY")
+SENDING_QUOTA_MONTHLY = _quota("SENDING_QUOTA_MONTHLY")
 # Attempts a worker claims at once.
 DISPATCH_BATCH_SIZE = env.int("DISPATCH_BATCH_SIZE", default=200)
 # Delivery tasks a tick hands to the cluster at most: the django-q2 workers

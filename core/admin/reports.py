@@ -14,6 +14,7 @@ from core.models import Attempt, Event, MailingRun, UnreadBounce
 from core.models.base import sees_all
 from core.services import dispatch, events, mailings
 from core.services.mail.message import message_sender
+from core.services.quotas import usage_of
 from core.services.tracking import MACHINE_REASONS
 
 
@@ -68,6 +69,7 @@ class MailingRunAdmin(ReportAdmin):
     list_filter = ("status", ("mailing", admin.RelatedOnlyFieldListFilter))
     readonly_fields = (
         "sender",
+        "held_back",
         "left_out",
         "followed",
         "engagement",
@@ -84,6 +86,7 @@ class MailingRunAdmin(ReportAdmin):
                     "sender",
                     "scheduled_for",
                     "status",
+                    "held_back",
                     "followed",
                     "engagement",
                     "links_report",
@@ -128,6 +131,16 @@ class MailingRunAdmin(ReportAdmin):
         else:
             signed = _("not signed: the service's own address")
         return f"{message_sender(message)} — {signed}"
+
+    @admin.display(description=_("held back"))
+    def held_back(self, obj):
+        """Why what is left of the run waits: the owner's sending quota."""
+        settled = obj.sent_count + obj.failed_count + obj.skipped_count
+        waiting = obj.total_count - settled - obj.unknown_count
+        over = obj.status in (MailingRun.Status.FINISHED, MailingRun.Status.SKIPPED)
+        if over or waiting <= 0:
+            return "—"
+        return usage_of(obj.owner).explain() or "—"
 
     @admin.display(description=_("left out"))
     def left_out(self, obj):

@@ -8,7 +8,8 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from core.models import User
-from core.services.accounts import users_set_active, users_set_sending
+from core.services.accounts import users_set_active, users_set_quota, users_set_sending
+from core.services.quotas import quota_of, usage_of
 
 
 class UserCreationAdminForm(UserCreationForm):
@@ -31,6 +32,31 @@ class SuspendSendingForm(forms.Form):
     )
 
 
+class SendingQuotaForm(forms.Form):
+    daily_quota = forms.IntegerField(
+        label=_("Messages a day"),
+        min_value=0,
+        required=False,
+        help_text=_("Empty: the service's default. 0 stops their sending."),
+    )
+    monthly_quota = forms.IntegerField(
+        label=_("Messages a calendar month"),
+        min_value=0,
+        required=False,
+        help_text=_("Empty: the service's default. 0 stops their sending."),
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        daily, monthly = cleaned.get("daily_quota"), cleaned.get("monthly_quota")
+        if daily is not None and monthly is not None and daily > monthly:
+            raise forms.ValidationError(
+                _("A day cannot allow more than its month: %(daily)d > %(monthly)d.")
+                % {"daily": daily, "monthly": monthly}
+            )
+        return cleaned
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     form = UserChangeAdminForm
@@ -40,6 +66,7 @@ class UserAdmin(DjangoUserAdmin):
         "full_name",
         "is_active",
         "sending",
+        "quota",
         "email_verified_at",
         "is_staff",
         "date_joined",
@@ -52,6 +79,7 @@ class UserAdmin(DjangoUserAdmin):
         "date_joined",
         "sending_suspended_at",
         "sending_suspended_reason",
+        "quota_usage",
     )
     fieldsets = (
         (None, {"fields": ("email", "password")}),
@@ -63,6 +91,9 @@ class UserAdmin(DjangoUserAdmin):
                     "is_active",
                     "sending_suspended_at",
                     "sending_suspended_reason",
+                    "daily_quota",
+                    "monthly_quota",
+                    "quota_usage",
                     "email_verified_at",
                     "is_staff",
                     "is_superuser",
@@ -73,7 +104,13 @@ class UserAdmin(DjangoUserAdmin):
         ),
         (_("Important dates"), {"fields": ("last_login", "date_joined")}),
     )
-    actions = ("block_users", "unblock_users", "suspend_sending", "resume_sending")
+    actions = (
+        "block_users",
+        "unblock_users",
+        "suspend_sending",
+        "resume_sending",
+        "set_sending_quota",
+    )
     add_fieldsets = (
         (
             None,
@@ -99,6 +136,9 @@ class UserAdmin(DjangoUserAdmin):
                         "is_active",
                         "sending_suspended_at",
                         "sending_suspended_reason",
+                        "daily_quota",
+                        "monthly_quota",
+                        "quota_usage",
                         "email_verified_at",
                         "groups",
                     )
@@ -111,7 +151,75 @@ class UserAdmin(DjangoUserAdmin):
     def sending(self, obj):
         return obj.sending_suspended_at is None
 
+    @admin.display(description=_("quota a day / month"))
+    def quota(self, obj):
+        quota = quota_of(obj)
+        return " / ".join(
+            "∞" if limit is None else f"{limit:,}".replace(",", "\u00a0")
+            for limit in (quota.daily, quota.monthly)
+        )
+
+    @admin.display(description=_("sent today / this month"))
+    def quota_usage(self, obj):
+        if obj.pk is None:
+            return "—"
+        usage = usage_of(obj)
+        text = _(
+            "%(today)d of %(daily)s today; %(month)d of %(monthly)s this month"
+        ) % {
+            "today": usage.today,
+            "daily": "∞" if usage.quota.daily is None else usage.quota.daily,
+            "month": usage.month,
+            "monthly": "∞" if usage.quota.monthly is None else usage.quota.monthly,
+        }
+        held = usage.explain()
+        return f"{text}. {held}" if held else text
+
     # --- manager actions -----------------------------------------------
+    @admin.action(
+        description=_("Set sending quotas of selected users"),
+        permissions=["suspend_sending"],
+    )
+    def set_sending_quota(self, request, queryset):
+        form = SendingQuotaForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            daily = form.cleaned_data["daily_quota"]
+            monthly = form.cleaned_data["monthly_quota"]
+            changed, refused = users_set_quota(
+                users=queryset, daily=daily, monthly=monthly, actor=request.user
+            )
+            for user in changed:
+                self.log_change(
+                    request,
+                    user,
+                    [{"changed": {"fields": ["daily_quota", "monthly_quota"]}}],
+                )
+            self._report(
+                request,
+                ngettext(
+                    "Sending quota set for %(count)d user.",
+                    "Sending quota set for %(count)d users.",
+                    len(changed),
+                )
+                % {"count": len(changed)},
+                refused,
+                _(
+                    "Left unchanged: %(users)s. Nobody can set the quota of "
+                    "themselves, a superuser or a manager."
+                ),
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Set sending quotas"),
+            "opts": self.opts,
+            "users": queryset,
+            "form": form,
+            "defaults": quota_of(User()),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/core/user/sending_quota.html", context)
+
     def has_suspend_sending_permission(self, request):
         return request.user.has_perm("core.suspend_sending")
 

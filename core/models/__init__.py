@@ -15,6 +15,7 @@ from .permissions import (
     SubscriptionFormUserObjectPermission,
     TagUserObjectPermission,
 )
+from .quotas import SendingUsage
 from .segments import Segment
 from .senders import SenderDomain
 from .subscriptions import SubscriptionForm
@@ -42,6 +43,7 @@ __all__ = [
     "SegmentUserObjectPermission",
     "SenderDomain",
     "SenderDomainUserObjectPermission",
+    "SendingUsage",
     "SubscriptionForm",
     "SubscriptionFormUserObjectPermission",
     "Suppression",

@@ -122,6 +122,26 @@ class User(AbstractBaseUser, PermissionsMixin):
         blank=True,
         help_text=_("Shown to the user."),
     )
+    # Set by a manager; empty: the service's SENDING_QUOTA_DAILY and
+    # SENDING_QUOTA_MONTHLY (core/services/quotas.py).
+    daily_quota = models.PositiveIntegerField(
+        _("daily sending quota"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Messages a day this user's mailings may hand to the relay; empty "
+            "for the service's default. What exceeds it waits for the next day."
+        ),
+    )
+    monthly_quota = models.PositiveIntegerField(
+        _("monthly sending quota"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Messages a calendar month; empty for the service's default. What "
+            "exceeds it waits for the next month."
+        ),
+    )
     date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
     # What a new mailing of theirs tracks, until they choose otherwise on it.
     track_opens_default = models.BooleanField(

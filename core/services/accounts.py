@@ -295,3 +295,18 @@ def users_set_sending(*, users, suspended: bool, actor, reason: str = "") -> tup
         return True
 
     return _managers_change(users=users, actor=actor, change=change)
+
+
+def users_set_quota(*, users, daily: int | None, monthly: int | None, actor) -> tuple:
+    """A manager sets users' sending quotas (None: the service's default);
+    (changed, refused). A raised quota lets their queued mail go at the next
+    claim; a lowered one holds back what exceeds it from then on."""
+
+    def change(user) -> bool:
+        if (user.daily_quota, user.monthly_quota) == (daily, monthly):
+            return False
+        user.daily_quota, user.monthly_quota = daily, monthly
+        user.save(update_fields=["daily_quota", "monthly_quota"])
+        return True
+
+    return _managers_change(users=users, actor=actor, change=change)

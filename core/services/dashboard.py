@@ -10,13 +10,22 @@ from datetime import datetime, time, timedelta
 from itertools import pairwise
 
 from django.core.cache import cache
-from django.db.models import Count, IntegerField, Q, Subquery, Window
-from django.db.models.functions import TruncDate
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum, Window
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from core.models import Attempt, Client, Event, Mailing, UnreadBounce, User
+from core.models import (
+    Attempt,
+    Client,
+    Event,
+    Mailing,
+    SendingUsage,
+    UnreadBounce,
+    User,
+)
 from core.models.base import sees_all
 from core.models.mailings import active_q
+from core.services.quotas import Period, Usage, quota_from, usage_of
 
 DASHBOARD_DAYS = 30
 DASHBOARD_TOP_OWNERS = 50
@@ -44,11 +53,14 @@ def dashboard_figures(*, user) -> dict:
     """
     # Superusers and managers (global `view_mailing`) see the whole service.
     service = sees_all(user, Mailing)
-    key = "core:dashboard:v3:" + ("service" if service else f"user:{user.pk}")
+    key = "core:dashboard:v4:" + ("service" if service else f"user:{user.pk}")
     figures = cache.get(key)
     if figures is None:
         figures = _figures_compute(owner=None if service else user)
         cache.set(key, figures, DASHBOARD_CACHE_SECONDS)
+    if not service:
+        # Fresh, and in the reader's language: what waits for the quota now.
+        figures = {**figures, "quota": _quota_figures(usage_of(user))}
     return figures
 
 
@@ -115,6 +127,17 @@ def _figures_compute(*, owner) -> dict:
         _owners_followed(figures["owners"], followed)
         figures["unread_bounces"] = UnreadBounce.objects.count()
     return figures
+
+
+def _quota_figures(usage) -> dict:
+    """Today's and this month's sending against the quota (None: no limit)."""
+    return {
+        "today": usage.today,
+        "daily": usage.quota.daily,
+        "month": usage.month,
+        "monthly": usage.quota.monthly,
+        "held": usage.explain(),
+    }
 
 
 def _rate(part: int, whole: int) -> float:
@@ -225,6 +248,28 @@ def _attempts_per_day_of_owner(*, owner, bounds) -> dict:
     }
 
 
+def _usage_subqueries(period) -> dict:
+    """Each owner's sending today and this month (SendingUsage), as
+    annotations of the per-owner query: no query of their own."""
+    rows = SendingUsage.objects.filter(owner=OuterRef("owner_id"))
+
+    def total(filtered):
+        return Coalesce(
+            Subquery(
+                filtered.values("owner")
+                .annotate(total=Sum("count"))
+                .values("total")[:1],
+                output_field=IntegerField(),
+            ),
+            0,
+        )
+
+    return {
+        "usage_today": total(rows.filter(day=period.today)),
+        "usage_month": total(rows.filter(day__gte=period.month_start)),
+    }
+
+
 def _attempts_per_owner(*, since, until) -> tuple[list[dict], int]:
     """The busiest senders, and how many more there are beyond the top ones.
 
@@ -234,9 +279,12 @@ def _attempts_per_owner(*, since, until) -> tuple[list[dict], int]:
     """
     recent = Q(attempted_at__gte=since, attempted_at__lt=until)
     sent, failed = Q(status=SENT), Q(status=FAILED)
+    period = Period.of(timezone.now())
     rows = list(
         Attempt.objects.filter(status__in=COUNTED_STATUSES)
-        .values("owner_id", "owner__email")
+        .values(
+            "owner_id", "owner__email", "owner__daily_quota", "owner__monthly_quota"
+        )
         .annotate(
             sent_recent=Count("status", filter=sent & recent),
             failed_recent=Count("status", filter=failed & recent),
@@ -245,6 +293,7 @@ def _attempts_per_owner(*, since, until) -> tuple[list[dict], int]:
             failed_total=Count("status", filter=failed),
             total=Count("status"),
             owners=Window(Count("owner_id")),
+            **_usage_subqueries(period),
         )
         .order_by("-recent", "-total", "owner__email")[:DASHBOARD_TOP_OWNERS]
     )
@@ -252,6 +301,16 @@ def _attempts_per_owner(*, since, until) -> tuple[list[dict], int]:
         {
             "id": row["owner_id"],
             "email": row["owner__email"],
+            "quota": _quota_figures(
+                Usage(
+                    quota=quota_from(
+                        row["owner__daily_quota"], row["owner__monthly_quota"]
+                    ),
+                    today=row["usage_today"],
+                    month=row["usage_month"],
+                    period=period,
+                )
+            ),
             "sent_recent": row["sent_recent"],
             "failed_recent": row["failed_recent"],
             "sent_total": row["sent_total"],

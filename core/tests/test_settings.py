@@ -362,3 +362,32 @@ def test_the_admin_is_discovered_with_the_urls_or_its_checks_not_at_start_up(
     done = run_python(code, tmp_path, DEBUG="True")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True", expected]
+
+
+@pytest.mark.parametrize(
+    ("daily", "expected"),
+    [("", "None 200000"), ("0", "0 200000"), ("  500 ", "500 200000")],
+)
+def test_sending_quotas_are_read_as_whole_numbers_or_none(tmp_path, daily, expected):
+    result = run_python(
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.SENDING_QUOTA_DAILY, settings.SENDING_QUOTA_MONTHLY)",
+        tmp_path,
+        DEBUG="True",
+        SENDING_QUOTA_DAILY=daily,
+        SENDING_QUOTA_MONTHLY="200000",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("value", ["-5", "ten", "1e3"])
+def test_a_sending_quota_that_is_not_a_whole_number_refuses_to_start(tmp_path, value):
+    result = run_python(
+        "import django; django.setup()",
+        tmp_path,
+        DEBUG="True",
+        SENDING_QUOTA_MONTHLY=value,
+    )
+    assert result.returncode != 0
+    assert "SENDING_QUOTA_MONTHLY must be a whole number" in result.stderr

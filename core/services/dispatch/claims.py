@@ -11,6 +11,7 @@ lease, so recovery never meets a live worker.
 
 import logging
 import secrets
+from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from core.models import Attempt, MailingRun
 from core.models.clients import subscribed_q
 from core.models.suppressions import suppressed_q
 from core.models.users import sending_allowed_q
+from core.services.quotas import quota_open_q, quota_take
 from core.services.signing import message_signing
 
 from .journal import HOST_TAG
@@ -42,7 +44,7 @@ def lease() -> timedelta:
 def claimable_runs(*, now, run_ids=None):
     """Runs whose queued attempts a worker may take now."""
     queryset = MailingRun.objects.filter(
-        sending_allowed_q("owner__"), mailing__is_enabled=True
+        sending_allowed_q("owner__"), quota_open_q(now=now), mailing__is_enabled=True
     ).filter(
         Q(status__in=[MailingRun.Status.QUEUED, MailingRun.Status.RUNNING])
         | Q(status=MailingRun.Status.PAUSED, paused_until__lte=now)
@@ -68,17 +70,7 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
     (they may have unsubscribed since the run was queued).
     """
     with transaction.atomic():
-        # Choose and lock the batch on core_attempt alone (the runs a
-        # subquery), then load what sending needs. Chosen through the joins
-        # of select_related, the planner sorted every queued row together
-        # with its message bodies: 140 MB on disk and half a second a claim
-        # with 100,000 queued.
-        ids = list(
-            queued(now=now, run_ids=run_ids)
-            .select_for_update(skip_locked=True)
-            .order_by("next_try_at", "id")
-            .values_list("pk", flat=True)[:limit]
-        )
+        ids, shared = _choose(limit=limit, now=now, run_ids=run_ids)
         if not ids:
             return []
         Attempt.objects.filter(pk__in=ids).update(
@@ -104,13 +96,6 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
             )
             .order_by("next_try_at", "id")
         )
-        # One run, mailing, message and owner object for all the batch's
-        # attempts of a run: through select_related each row built its own
-        # four, some 90 µs a message.
-        runs = MailingRun.objects.filter(
-            pk__in={attempt.run_id for attempt in attempts}
-        ).select_related("mailing__message", "mailing__owner")
-        shared = {run.pk: run for run in runs}
         for run in shared.values():
             # The key its mail is signed with, or why it may not go now.
             signing = message_signing(run.mailing.message)
@@ -121,6 +106,52 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
         for attempt in attempts:
             attempt.run = shared[attempt.run_id]
     return attempts
+
+
+def _choose(*, limit: int, now, run_ids) -> tuple[list, dict]:
+    """The ids of the batch, locked, within their owners' quotas; and the
+    batch's runs by id (each with its mailing, message and owner)."""
+    passed_over = set()  # owners whose quota left nothing
+    while True:
+        # Chosen and locked on core_attempt alone (the runs a subquery),
+        # then what sending needs is loaded. Chosen through the joins of
+        # select_related, the planner sorted every queued row together with
+        # its message bodies: 140 MB on disk and half a second a claim with
+        # 100,000 queued.
+        candidates = queued(now=now, run_ids=run_ids)
+        if passed_over:
+            candidates = candidates.exclude(owner_id__in=passed_over)
+        rows = list(
+            candidates.select_for_update(skip_locked=True)
+            .order_by("next_try_at", "id")
+            .values_list("pk", "run_id", "owner_id")[:limit]
+        )
+        if not rows:
+            return [], {}
+        # One run, mailing, message and owner object for all the batch's
+        # attempts of a run: through select_related each row built its own
+        # four, some 90 µs a message.
+        runs = MailingRun.objects.filter(
+            pk__in={run_id for _, run_id, _ in rows}
+        ).select_related("mailing__message", "mailing__owner")
+        shared = {run.pk: run for run in runs}
+        owners = {run.owner_id: run.mailing.owner for run in shared.values()}
+        wanted = Counter(owner_id for _, _, owner_id in rows)
+        granted = quota_take(wanted, owners=owners, now=now)
+        if granted == wanted:
+            return [pk for pk, _, _ in rows], shared
+        kept = []
+        for pk, run_id, owner_id in rows:
+            if granted[owner_id]:
+                granted[owner_id] -= 1
+                kept.append((pk, run_id))
+        if kept:
+            return [pk for pk, _ in kept], {
+                run_id: shared[run_id] for _, run_id in kept
+            }
+        # Only clients at their quota were first in line (another worker
+        # used it up since this claim began): the others' turn.
+        passed_over |= set(wanted)
 
 
 def claims_renew(*, token: str) -> int:

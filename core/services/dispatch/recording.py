@@ -17,6 +17,7 @@ from django.utils import timezone
 from core.models import Attempt, Event, MailingRun
 from core.services.bounces import Finding, findings_record
 from core.services.bounces.severity import enhanced_status, severity_of
+from core.services.quotas import local_day, quota_give_back
 
 from .outcome import FAILURES, Outcome, Summary
 from .runs import run_counts_add, runs_finish
@@ -82,10 +83,11 @@ def results_record(results: list, *, now=None) -> Summary:
     holder looked dead), what it recorded stands.
     """
     now = now or timezone.now()
-    held = {}
+    held, taken = {}, {}
     for result in results:
         attempt = result.attempt
         held[attempt.pk] = attempt.claim_token
+        taken[attempt.pk] = attempt.claimed_at or now
         attempt.claim_token, attempt.claimed_at = "", None
         if result.tried:
             attempt.tries += 1
@@ -132,6 +134,14 @@ def results_record(results: list, *, now=None) -> Summary:
                 now=now,
             )
         runs_finish(run_ids=list(per_run), now=now)
+        # What was taken but not handed to the relay is not the quota's.
+        quota_give_back(
+            Counter(
+                (result.attempt.owner_id, local_day(taken[result.attempt.pk]))
+                for result in results
+                if result.attempt.pk in written and not _handed(result)
+            )
+        )
     _refusals_record(results, written=written, now=now)
     total = Counter()
     for counts in per_run.values():
@@ -142,6 +152,14 @@ def results_record(results: list, *, now=None) -> Summary:
         skipped=total[Outcome.SKIPPED],
         unknown=total[Outcome.UNKNOWN],
         retried=total[Outcome.RETRY],
+    )
+
+
+def _handed(result) -> bool:
+    """Whether a message went to the relay for good (what quotas count): sent,
+    refused for good once tried, or maybe sent."""
+    return result.outcome in (Outcome.SENT, Outcome.UNKNOWN) or (
+        result.outcome == Outcome.FAILED and result.tried
     )
 
 

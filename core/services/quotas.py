@@ -1,0 +1,268 @@
+"""Sending quotas: how many messages a day and a calendar month each client's
+mailings may hand to the relay.
+
+A manager sets a client's own (`User.daily_quota`, `monthly_quota`); left
+empty, the service's SENDING_QUOTA_DAILY and SENDING_QUOTA_MONTHLY hold
+(empty: no limit). Days and months are those of TIME_ZONE.
+
+Usage is counted in `SendingUsage`, for every client: a claim adds what it
+takes, under a lock on the client's row of the day when a quota applies, so
+workers on any machine never take more than is left between them; what goes
+back to the queue unsent (a retry later, a paused run, a stopped worker) is
+given back when its result is recorded. What exceeds a quota stays queued,
+never dropped: claims pass the client's runs over until the next day or
+month starts, and the run's report says so.
+"""
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.conf import settings
+from django.db.models import F, IntegerField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
+from django.db.models.lookups import LessThanOrEqual
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext as _
+
+from core.models import SendingUsage
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A client's limits; None: no limit."""
+
+    daily: int | None
+    monthly: int | None
+
+    @property
+    def limited(self) -> bool:
+        return self.daily is not None or self.monthly is not None
+
+
+def quota_of(user) -> Quota:
+    """The limits that hold for `user`: their own, else the service's."""
+    return quota_from(user.daily_quota, user.monthly_quota)
+
+
+def quota_from(daily: int | None, monthly: int | None) -> Quota:
+    """The limits a user's own values (None: not set) make."""
+    return Quota(
+        daily=settings.SENDING_QUOTA_DAILY if daily is None else daily,
+        monthly=settings.SENDING_QUOTA_MONTHLY if monthly is None else monthly,
+    )
+
+
+@dataclass(frozen=True)
+class Period:
+    """The day and month a moment falls in, in TIME_ZONE."""
+
+    today: date
+    month_start: date
+    next_day: datetime  # when the next day starts
+    next_month: datetime  # when the next month starts
+
+    @classmethod
+    def of(cls, now) -> "Period":
+        zone = timezone.get_default_timezone()
+        today = timezone.localdate(now, zone)
+        month_start = today.replace(day=1)
+        following = (month_start + timedelta(days=32)).replace(day=1)
+        return cls(
+            today=today,
+            month_start=month_start,
+            next_day=datetime.combine(today + timedelta(days=1), time.min, zone),
+            next_month=datetime.combine(following, time.min, zone),
+        )
+
+
+def local_day(moment) -> date:
+    return timezone.localdate(moment, timezone.get_default_timezone())
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a client used of their quota in the current day and month."""
+
+    quota: Quota
+    today: int
+    month: int
+    period: Period
+
+    @property
+    def left(self) -> int | None:
+        """Messages still allowed now; None for no limit."""
+        room = [
+            limit - used
+            for limit, used in (
+                (self.quota.daily, self.today),
+                (self.quota.monthly, self.month),
+            )
+            if limit is not None
+        ]
+        return max(0, min(room)) if room else None
+
+    @property
+    def resumes_at(self) -> datetime | None:
+        """When sending may go on, if the quota is used up now; None if it is
+        not, or if it never will (a quota of zero)."""
+        if self.left != 0 or 0 in (self.quota.daily, self.quota.monthly):
+            return None
+        monthly_spent = self.quota.monthly is not None and (
+            self.month >= self.quota.monthly
+        )
+        return self.period.next_month if monthly_spent else self.period.next_day
+
+    def explain(self) -> str:
+        """The report's line while the quota holds mail back ("" if it does not)."""
+        if self.left != 0:
+            return ""
+        if self.quota.daily == 0 or self.quota.monthly == 0:
+            return _(
+                "The sending quota is zero: nothing is sent until a manager "
+                "raises it. The recipients stay queued."
+            )
+        resumes = timezone.localtime(self.resumes_at, timezone.get_default_timezone())
+        figures = {
+            "used": self.today,
+            "limit": self.quota.daily,
+            "at": date_format(resumes, "DATETIME_FORMAT"),
+        }
+        if resumes == self.period.next_month:
+            figures.update(used=self.month, limit=self.quota.monthly)
+            return (
+                _(
+                    "Monthly sending quota reached (%(used)d of %(limit)d): the "
+                    "rest waits, queued, until %(at)s."
+                )
+                % figures
+            )
+        return (
+            _(
+                "Daily sending quota reached (%(used)d of %(limit)d): the rest "
+                "waits, queued, until %(at)s."
+            )
+            % figures
+        )
+
+
+def usage_of(user, *, now=None) -> Usage:
+    """`user`'s usage of the current day and month."""
+    return usages_of({user.pk: quota_of(user)}, now=now)[user.pk]
+
+
+def usages_of(quotas: dict, *, now=None) -> dict:
+    """Owner id → Usage for each owner id → Quota of `quotas`, in one query."""
+    period = Period.of(now or timezone.now())
+    rows = (
+        SendingUsage.objects.filter(owner_id__in=quotas, day__gte=period.month_start)
+        .values("owner_id")
+        .annotate(
+            month=Sum("count"),
+            today=Coalesce(Sum("count", filter=Q(day=period.today)), 0),
+        )
+    )
+    used = {row["owner_id"]: (row["today"], row["month"]) for row in rows}
+    return {
+        owner_id: Usage(
+            quota=quota,
+            today=used.get(owner_id, (0, 0))[0],
+            month=used.get(owner_id, (0, 0))[1],
+            period=period,
+        )
+        for owner_id, quota in quotas.items()
+    }
+
+
+def quota_open_q(*, now, owner: str = "owner") -> Q:
+    """Rows whose owner (the foreign key `owner`) may still send now: no
+    quota, or one not used up. Claims pass over the runs of a client at
+    their quota, so those attempts neither block others nor get taken."""
+    period = Period.of(now)
+    usage = SendingUsage.objects.filter(owner=OuterRef(owner))
+    reached = Q()
+    for field, default, rows in (
+        ("daily_quota", settings.SENDING_QUOTA_DAILY, usage.filter(day=period.today)),
+        (
+            "monthly_quota",
+            settings.SENDING_QUOTA_MONTHLY,
+            usage.filter(day__gte=period.month_start),
+        ),
+    ):
+        used = Coalesce(
+            Subquery(
+                rows.values("owner").annotate(total=Sum("count")).values("total")[:1],
+                output_field=IntegerField(),
+            ),
+            0,
+        )
+        own = f"{owner}__{field}"
+        if default is None:
+            # Only clients with a limit of their own are held.
+            reached |= Q(**{f"{own}__isnull": False, f"{own}__lte": used})
+        else:
+            reached |= Q(
+                LessThanOrEqual(
+                    Coalesce(F(own), Value(default), output_field=IntegerField()),
+                    used,
+                )
+            )
+    return ~reached
+
+
+def quota_take(wanted: Counter, *, owners: dict, now) -> dict:
+    """Count `wanted` (owner id → messages a claim would take) as used, each
+    owner's cut down to what their quota leaves; owner id → messages granted.
+    `owners` holds the users by id.
+
+    Runs in the claim's transaction. A limited owner's row of the day is
+    locked until it commits, so two claims never both take the last room.
+    """
+    period = Period.of(now)
+    granted = {}
+    # Locked in one order, so two claims never wait on each other in turn.
+    for owner_id in sorted(wanted):
+        user = owners.get(owner_id)
+        quota = quota_of(user) if user else Quota(None, None)
+        count = wanted[owner_id]
+        if quota.limited:
+            count = min(count, _left_locked(owner_id, quota, period))
+        if count:
+            _add(owner_id, period.today, count)
+        granted[owner_id] = count
+    return granted
+
+
+def _left_locked(owner_id: int, quota: Quota, period: Period) -> int:
+    SendingUsage.objects.get_or_create(owner_id=owner_id, day=period.today)
+    today = (
+        SendingUsage.objects.select_for_update()
+        .values_list("count", flat=True)
+        .get(owner_id=owner_id, day=period.today)
+    )
+    earlier = SendingUsage.objects.filter(
+        owner_id=owner_id, day__gte=period.month_start, day__lt=period.today
+    ).aggregate(total=Coalesce(Sum("count"), 0))["total"]
+    usage = Usage(quota=quota, today=today, month=earlier + today, period=period)
+    return usage.left
+
+
+def _add(owner_id: int, day: date, count: int) -> None:
+    rows = SendingUsage.objects.filter(owner_id=owner_id, day=day)
+    if not rows.update(count=F("count") + count):
+        _, created = SendingUsage.objects.get_or_create(
+            owner_id=owner_id, day=day, defaults={"count": count}
+        )
+        if not created:  # another claim made the row meanwhile
+            rows.update(count=F("count") + count)
+
+
+def quota_give_back(returned: Counter) -> None:
+    """Messages taken but not sent go back to their owners' usage:
+    `returned` is (owner id, day taken) → messages."""
+    for (owner_id, day), count in returned.items():
+        if count:
+            SendingUsage.objects.filter(owner_id=owner_id, day=day).update(
+                count=Greatest(F("count") - count, 0)
+            )
