@@ -14,6 +14,7 @@ from core import tasks
 from core.models import Client, Mailing, Message, Segment, Tag
 from core.services import events
 from core.services import mailings as mailing_services
+from core.services.quotas import usage_of
 
 from .base import OwnedAdmin, OwnedForm, SendingNoticeMixin
 from .reports import percent
@@ -284,6 +285,8 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
                 broken.append(f"{mailing.title} ({problem})")
                 continue
             (queued if may_send else refused).append(mailing)
+        # Told as it stands when asked, before any of it goes.
+        quota_notes = [self._quota_note(owner) for owner in {m.owner for m in queued}]
         for mailing in queued:
             tasks.queue("core.tasks.send_now", mailing.pk)
             self.log_change(request, mailing, _("Queued to send now."))
@@ -298,6 +301,8 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
                 % {"count": len(queued)},
                 messages.SUCCESS,
             )
+        for note in filter(None, quota_notes):
+            self.message_user(request, note, messages.WARNING)
         if broken:
             self.message_user(
                 request,
@@ -311,6 +316,21 @@ class MailingAdmin(SendingNoticeMixin, OwnedAdmin):
                 % {"titles": ", ".join(m.title for m in refused)},
                 messages.WARNING,
             )
+
+    @staticmethod
+    def _quota_note(owner) -> str:
+        """What the owner's sending quota lets go now, where one holds."""
+        usage = usage_of(owner)
+        text = usage.explain()
+        if not text and usage.left is not None:
+            text = ngettext(
+                "The sending quota of %(owner)s leaves %(left)d message now; what "
+                "exceeds it waits, queued, for the next day or month.",
+                "The sending quota of %(owner)s leaves %(left)d messages now; what "
+                "exceeds it waits, queued, for the next day or month.",
+                usage.left,
+            ) % {"owner": owner.email, "left": usage.left}
+        return text
 
     # --- manager actions -----------------------------------------------
     def has_set_schedule_active_status_permission(self, request):

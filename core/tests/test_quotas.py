@@ -401,3 +401,35 @@ def test_a_day_and_a_month_follow_the_time_zone(settings):
     assert str(period.month_start) == "2027-02-01"
     assert period.next_day.isoformat() == "2027-02-02T00:00:00+03:00"
     assert period.next_month.isoformat() == "2027-03-01T00:00:00+03:00"
+
+
+@pytest.mark.parametrize(
+    ("daily", "used", "said"),
+    [
+        (10, 3, "leaves 7 messages now"),
+        (10, 10, "Daily sending quota reached (10 of 10)"),
+        (None, 0, None),
+    ],
+)
+def test_send_now_says_what_the_quota_lets_go(
+    client, owner, smtp_server, inline_tasks, daily, used, said
+):
+    owner.daily_quota = daily
+    owner.save()
+    if used:
+        SendingUsage.objects.create(
+            owner=owner, day=Period.of(timezone.now()).today, count=used
+        )
+    mailing = due_mailing(owner, people(owner, 12))
+    client.force_login(owner)
+    page = client.post(
+        reverse("admin:core_mailing_changelist"),
+        {"action": "send_now", "_selected_action": [mailing.pk]},
+        follow=True,
+    )
+    warnings = [str(m) for m in page.context["messages"] if m.level_tag == "warning"]
+    if said is None:
+        assert warnings == []
+    else:
+        assert any(said in warning for warning in warnings), warnings
+    assert statuses(mailing)["sent"] == min(12, (daily or 99) - used)
