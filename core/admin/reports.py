@@ -132,6 +132,15 @@ class MailingRunAdmin(ReportAdmin):
             signed = _("not signed: the service's own address")
         return f"{message_sender(message)} — {signed}"
 
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and self.held_back(obj) != "—":
+            return fieldsets
+        # The line is there only while the quota holds something back.
+        (name, options), *rest = fieldsets
+        fields = [field for field in options["fields"] if field != "held_back"]
+        return ((name, {**options, "fields": fields}), *rest)
+
     @admin.display(description=_("held back"))
     def held_back(self, obj):
         """Why what is left of the run waits: the owner's sending quota."""

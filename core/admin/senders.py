@@ -93,21 +93,25 @@ class SenderDomainAdmin(OwnedAdmin):
 
     @admin.display(description=_("records to publish in the domain's DNS"))
     def records(self, obj):
+        # Each record in a body of its own: what and where on one line, the
+        # value at the field's full width below it, with its copy button.
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td>"
-            '<td><textarea readonly rows="2" class="form-control" id="{}">{}'
-            "</textarea></td><td>{}</td><td>"
+            '<tbody class="dns-record"><tr><td>{}</td><td><code>{}</code></td>'
+            '<td>{}</td><td>{}</td></tr><tr><td colspan="4" class="border-top-0">'
+            '<div class="d-flex gap-2 align-items-start"><textarea readonly '
+            'rows="3" class="form-control font-monospace small" id="{}">{}'
+            "</textarea>"
             '<button type="button" class="btn btn-sm btn-outline-secondary" '
-            'data-copy="{}" data-copied="{}">{}</button></td></tr>',
+            'data-copy="{}" data-copied="{}">{}</button></div></td></tr></tbody>',
             (
                 (
                     KIND_LABELS[record["kind"]],
                     record["name"],
                     record["type"],
+                    self._state(obj, record["kind"]),
                     f"record-{record['kind']}",
                     record["value"],
-                    self._state(obj, record["kind"]),
                     f"record-{record['kind']}",
                     _("copied"),
                     _("copy"),
@@ -117,12 +121,11 @@ class SenderDomainAdmin(OwnedAdmin):
         )
         return format_html(
             '<table class="table table-sm"><thead><tr><th>{}</th><th>{}</th>'
-            "<th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead>"
-            "<tbody>{}</tbody></table><div class='help'>{}</div>",
+            "<th>{}</th><th>{}</th></tr></thead>{}</table>"
+            "<div class='help'>{}</div>",
             _("record"),
             _("name"),
             _("type"),
-            _("value"),
             _("last check"),
             rows,
             _(

@@ -36,13 +36,14 @@ from core.models import (
     MailingRun,
     Message,
     Segment,
+    SenderDomain,
     SubscriptionForm,
     User,
 )
 from core.services.privacy import preferences_url
 from core.services.roles import CLIENTS, MANAGERS, roles_ensure
 
-from .factories import PASSWORD, ArticleFactory, UserFactory
+from .factories import PASSWORD, ArticleFactory, UserFactory, people
 from .smtp import SmtpServer
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -83,6 +84,11 @@ FOR_DOCS = {
     "14-segment": "segment",
     "15-subscribe": "subscribe",
     "16-preferences": "preferences",
+}
+# The same for the sender-domain journey.
+FOR_DOCS_SENDER = {
+    "20-sender-domain": "sender-domain",
+    "22-sender-report": "sender-report",
 }
 DELIVERY_TIMEOUT = 60
 
@@ -204,6 +210,8 @@ def worker(transactional_db, sink, tmp_path, live_server):
         "SMTP_RETRY_BACKOFF": "0",
         "Q_WORKERS": "1",
         "LOG_LEVEL": "INFO",
+        # The sender domains' keys, encrypted by the site, are read by it.
+        "ENCRYPTION_KEYS": ",".join(settings.ENCRYPTION_KEYS),
     }
     worker = Worker(env=env, log=ARTIFACTS / "qcluster.log")
     yield worker
@@ -696,3 +704,160 @@ def test_reader_signs_up_sends_a_mailing_and_a_manager_oversees_it(
                 ARTIFACTS / f"{artifact}.png", DOCS_SCREENSHOTS / f"{name}.png"
             )
     print(f"journey took {time.monotonic() - started:.1f} s")
+
+
+SENDER_DOMAIN = "knizhnaya-lavka.example"
+
+
+def dns_txt(server):
+    """dkimpy's DNS lookup, asked of the test's DNS server."""
+    import dns.resolver
+
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers, resolver.port = [server.host], server.port
+
+    def dnsfunc(name, timeout=5):
+        try:
+            answer = resolver.resolve(name.decode(), "TXT", lifetime=timeout)
+        except dns.exception.DNSException:
+            return None
+        return b"".join(b"".join(record.strings) for record in answer)
+
+    return dnsfunc
+
+
+def test_a_client_sends_as_their_own_domain_and_both_verifiers_pass(
+    live_server, browser, worker, sink, dns_server, opendkim, settings
+):
+    """Add a domain, publish the records the page shows, see it verified,
+    send from news@ that domain: every message at the sink verifies with
+    dkimpy and with OpenDKIM, asking the DNS server the records are on."""
+    import dkim
+
+    for old in ARTIFACTS.glob("2?-*.png"):
+        old.unlink()
+    roles_ensure()
+    owner = UserFactory(verified=True, groups=[CLIENTS])
+    recipients = people(owner, 3, full_name="Читатель Книжный")
+    page = new_page(browser, live_server.url)
+    try:
+        with step("1. the client adds a sender domain and sees what to publish"):
+            log_in(page, owner.email, PASSWORD)
+            page.goto("/admin/core/senderdomain/add/")
+            page.fill("#id_domain", SENDER_DOMAIN)
+            page.locator("[name=_continue]").click()
+            domain = SenderDomain.objects.get(owner=owner)
+            expect(page).to_have_url(
+                at(f"/admin/core/senderdomain/{domain.pk}/change/")
+            )
+            rows = page.locator("tbody.dns-record")
+            expect(rows).to_have_count(3)  # DKIM, SPF, DMARC
+            zone = {}
+            for index in range(rows.count()):
+                row = rows.nth(index)
+                name = row.locator("code").inner_text()
+                zone.setdefault(name, []).append(row.locator("textarea").input_value())
+            assert f"{domain.dkim_selector}._domainkey.{SENDER_DOMAIN}" in zone
+            shot(page, "20-sender-domain")
+
+        with step("2. publishes them; the check finds them and verifies it"):
+            dns_server.publish(zone)
+            opendkim.publish(zone)
+            page.goto("/admin/core/senderdomain/")
+            run_action(page, "check_dns", domain.pk)
+            expect(page.locator(".alert-info")).to_contain_text("1")
+            domain.refresh_from_db()
+            assert domain.verified_at is not None, domain.dns_check
+            expect(
+                page.locator("#result_list td.field-verified img")
+            ).to_have_attribute("alt", "True")
+            shot(page, "21-sender-verified")
+
+        with step("3. writes a message from news@ the domain"):
+            page.goto("/admin/core/message/add/")
+            show_field(page, "id_from_email")
+            page.fill("#id_from_name", "Книжная лавка")
+            page.fill("#id_from_email", f"news@{SENDER_DOMAIN}")
+            show_field(page, "id_subject")
+            page.fill("#id_subject", "Новинки недели")
+            page.fill(
+                "#id_body",
+                "Здравствуйте, {{ client.full_name }}!\n\n"
+                "Отписаться: {{ unsubscribe_url }}",
+            )
+            page.locator("[name=_save]").click()
+            expect(page).to_have_url(at("/admin/core/message/"))
+            message = Message.objects.get(owner=owner)
+            assert message.from_email == f"news@{SENDER_DOMAIN}"
+
+        with step("4. a mailing of it, sent now"):
+            page.goto("/admin/core/mailing/add/")
+            show_field(page, "id_title")
+            page.fill("#id_title", "Новинки")
+            pick_autocomplete(page, "message", "Новинки", "Новинки недели")
+            tomorrow = timezone.localtime() + timedelta(days=1)
+            show_field(page, "id_start_at_0")
+            page.fill("#id_start_at_0", tomorrow.strftime("%Y-%m-%d"))
+            page.fill("#id_start_at_1", "10:00:00")
+            for person in recipients:
+                pick_autocomplete(page, "clients", person.email, person.email)
+            page.locator("[name=_save]").click()
+            expect(page).to_have_url(at("/admin/core/mailing/"))
+            mailing = Mailing.objects.get(owner=owner)
+            run_action(page, "send_now", mailing.pk)
+            expect(page.locator(".alert-success")).to_be_visible()
+
+        with step("5. every message at the sink verifies with both verifiers"):
+
+            def all_delivered():
+                worker.check_alive()
+                return len(sink.recorder.raw) >= len(recipients)
+
+            assert wait_until(all_delivered, timeout=DELIVERY_TIMEOUT), worker.tail()
+            lookup = dns_txt(dns_server)
+            for (tos, parsed), raw in zip(
+                sink.messages, sink.recorder.raw, strict=True
+            ):
+                assert parsed["From"].addresses[0].addr_spec == (
+                    f"news@{SENDER_DOMAIN}"
+                ), tos
+                assert f"d={SENDER_DOMAIN};" in parsed["DKIM-Signature"]
+                assert dkim.verify(raw, dnsfunc=lookup), tos
+                good, said = opendkim.verify(raw)
+                assert good, said
+            # One changed byte of a body fails both.
+            forged = sink.recorder.raw[0].replace(
+                "Здравствуйте".encode(), "Здравствуйтe".encode(), 1
+            )
+            if forged == sink.recorder.raw[0]:  # the body is encoded
+                forged = sink.recorder.raw[0][:-8] + b"X" + sink.recorder.raw[0][-7:]
+            assert not dkim.verify(forged, dnsfunc=lookup)
+            assert not opendkim.verify(forged)[0]
+
+        with step("6. the report names the sender and its signature"):
+            assert wait_until(
+                lambda: MailingRun.objects.filter(
+                    mailing=mailing, sent_count=len(recipients)
+                ).exists(),
+                timeout=30,
+            ), worker.tail()
+            run = MailingRun.objects.get(mailing=mailing)
+            page.goto(f"/admin/core/mailingrun/{run.pk}/change/")
+            expect(page.locator("body")).to_contain_text(f"news@{SENDER_DOMAIN}")
+            expect(page.locator("body")).to_contain_text("DKIM")
+            shot(page, "22-sender-report")
+    except BaseException:
+        try:
+            shot(page, "failure-sender")
+            (ARTIFACTS / "failure-sender.html").write_text(page.content())
+        except Exception as error:  # the page itself may be what broke
+            print(f"no failure screenshot: {error}")
+        print(worker.tail())
+        raise
+
+    if os.environ.get("JOURNEY_UPDATE_DOCS"):
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for artifact, name in FOR_DOCS_SENDER.items():
+            shutil.copyfile(
+                ARTIFACTS / f"{artifact}.png", DOCS_SCREENSHOTS / f"{name}.png"
+            )

@@ -338,6 +338,7 @@ def test_the_run_report_and_the_dashboard_say_what_waits(
     client.force_login(owner)
     page = client.get(reverse("admin:core_mailingrun_change", args=[run.pk]))
     assert "Daily sending quota reached (4 of 4)" in page.content.decode()
+    assert "field-held_back" in page.content.decode()
     index = client.get(reverse("admin:index")).content.decode()
     assert 'id="dashboard-quota"' in index and 'id="dashboard-quota-held"' in index
     figures = client.get(reverse("admin:index")).context["dashboard"]["quota"]
@@ -362,6 +363,7 @@ def test_a_finished_run_says_nothing_is_held_back(client, owner, smtp_server):
     client.force_login(owner)
     page = client.get(reverse("admin:core_mailingrun_change", args=[run.pk]))
     assert "quota reached" not in page.content.decode()
+    assert "field-held_back" not in page.content.decode()  # no empty line either
 
 
 @pytest.mark.parametrize(
