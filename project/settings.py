@@ -313,6 +313,12 @@ SMTP_RETRY_BACKOFF = env.int("SMTP_RETRY_BACKOFF", default=60)
 # Failures in a row that pause a run, and for how many minutes.
 SMTP_MAX_CONSECUTIVE_ERRORS = env.int("SMTP_MAX_CONSECUTIVE_ERRORS", default=20)
 SMTP_PAUSE_MINUTES = env.int("SMTP_PAUSE_MINUTES", default=15)
+# Clients' own SMTP relays (core/models/relays.py): the ports they may name,
+# and whether they may be on a private, loopback or link-local address (a
+# tenant could otherwise make the workers connect to the service's own
+# network; allow it only where every client is trusted).
+SMTP_RELAY_PORTS = env.list("SMTP_RELAY_PORTS", cast=int, default=[25, 465, 587, 2525])
+SMTP_RELAY_ALLOW_PRIVATE = env.bool("SMTP_RELAY_ALLOW_PRIVATE", default=False)
 # Sending quotas (core/services/quotas.py): messages a day (TIME_ZONE) and a
 # calendar month each client's mailings may hand to the relay, unless a
 # manager set the client's own; empty for no limit. What exceeds a quota
@@ -488,6 +494,9 @@ JAZZMIN_SETTINGS = {
         "core.MailingRun": "fas fa-history",
         "core.Attempt": "fas fa-list-alt",
         "core.Article": "fas fa-newspaper",
+        "core.SenderDomain": "fas fa-globe",
+        "core.SmtpRelay": "fas fa-server",
+        "core.Event": "fas fa-bolt",
         "django_q": "fas fa-tasks",
     },
     # The order of the work: recipients, then messages, then mailings and
@@ -502,6 +511,8 @@ JAZZMIN_SETTINGS = {
         "core.consent",
         "core.suppression",
         "core.message",
+        "core.senderdomain",
+        "core.smtprelay",
         "core.mailing",
         "core.mailingrun",
         "core.attempt",

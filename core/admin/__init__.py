@@ -6,6 +6,7 @@ from . import (  # noqa: F401
     fields,
     mailings,
     messages,
+    relays,
     reports,
     segments,
     senders,

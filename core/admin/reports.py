@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from core import tasks
-from core.models import Attempt, Event, MailingRun, UnreadBounce
+from core.models import Attempt, Event, MailingRun, SmtpRelay, UnreadBounce
 from core.models.base import sees_all
 from core.services import dispatch, events, mailings
 from core.services.mail.message import message_sender
@@ -143,12 +143,19 @@ class MailingRunAdmin(ReportAdmin):
 
     @admin.display(description=_("held back"))
     def held_back(self, obj):
-        """Why what is left of the run waits: the owner's sending quota."""
+        """Why what is left of the run waits: the owner's own relay failing,
+        or their sending quota used up."""
         settled = obj.sent_count + obj.failed_count + obj.skipped_count
         waiting = obj.total_count - settled - obj.unknown_count
         over = obj.status in (MailingRun.Status.FINISHED, MailingRun.Status.SKIPPED)
         if over or waiting <= 0:
             return "—"
+        relay = SmtpRelay.objects.filter(owner_id=obj.owner_id, is_active=True).first()
+        if relay is not None and relay.problem:
+            return _(
+                "Your SMTP relay %(relay)s: %(problem)s. The rest waits, queued, "
+                "and goes once the relay works (Test connection, under SMTP relays)."
+            ) % {"relay": relay, "problem": relay.problem}
         return usage_of(obj.owner).explain() or "—"
 
     @admin.display(description=_("left out"))

@@ -12,10 +12,12 @@ from .permissions import (
     MessageUserObjectPermission,
     SegmentUserObjectPermission,
     SenderDomainUserObjectPermission,
+    SmtpRelayUserObjectPermission,
     SubscriptionFormUserObjectPermission,
     TagUserObjectPermission,
 )
 from .quotas import SendingUsage
+from .relays import SmtpRelay
 from .segments import Segment
 from .senders import SenderDomain
 from .subscriptions import SubscriptionForm
@@ -44,6 +46,8 @@ __all__ = [
     "SenderDomain",
     "SenderDomainUserObjectPermission",
     "SendingUsage",
+    "SmtpRelay",
+    "SmtpRelayUserObjectPermission",
     "SubscriptionForm",
     "SubscriptionFormUserObjectPermission",
     "Suppression",

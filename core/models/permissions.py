@@ -11,6 +11,7 @@ from .audience import Field, Tag
 from .blog import Article
 from .clients import Client
 from .mailings import Mailing, Message
+from .relays import SmtpRelay
 from .segments import Segment
 from .senders import SenderDomain
 from .subscriptions import SubscriptionForm
@@ -137,6 +138,20 @@ class SenderDomainUserObjectPermission(UserObjectPermissionBase):
 
 class SenderDomainGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(SenderDomain, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        abstract = False
+
+
+class SmtpRelayUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(SmtpRelay, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        abstract = False
+
+
+class SmtpRelayGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(SmtpRelay, on_delete=models.CASCADE)
 
     class Meta(GroupObjectPermissionBase.Meta):
         abstract = False

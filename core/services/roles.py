@@ -26,6 +26,7 @@ ROLE_PERMISSIONS = {
         "core.add_segment",
         "core.add_subscriptionform",
         "core.add_senderdomain",
+        "core.add_smtprelay",
     ],
     MANAGERS: [
         "core.view_user",
@@ -49,6 +50,7 @@ ROLE_PERMISSIONS = {
         "core.view_event",
         "core.view_unreadbounce",
         "core.view_senderdomain",
+        "core.view_smtprelay",
     ],
 }
 

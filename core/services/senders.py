@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.keys import secret_rotate
-from core.models import SenderDomain
+from core.models import SenderDomain, SmtpRelay
 from core.models.senders import spf_mechanism
 
 logger = logging.getLogger(__name__)
@@ -175,5 +175,13 @@ def secrets_rotate() -> int:
         token = secret_rotate(domain.dkim_private_key)
         if token != domain.dkim_private_key:
             SenderDomain.objects.filter(pk=domain.pk).update(dkim_private_key=token)
+        rotated += 1
+    # The passwords of clients' own relays.
+    for relay in (
+        SmtpRelay.objects.select_for_update().exclude(password="").order_by("pk")
+    ):
+        token = secret_rotate(relay.password)
+        if token != relay.password:
+            SmtpRelay.objects.filter(pk=relay.pk).update(password=token)
         rotated += 1
     return rotated

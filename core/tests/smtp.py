@@ -136,14 +136,40 @@ class RecorderController(Controller):
 
 
 class SmtpServer:
-    def __init__(self, port=None):
+    """`login`: (user, password) the server requires before MAIL (AUTH PLAIN
+    or LOGIN, over plain text as a test allows)."""
+
+    def __init__(self, port=None, *, login=None):
         self.port = port or free_port()
         self.recorder = Recorder()
         self.controller = None
+        self.login = login
+        self.logins = []  # (user, accepted) of every AUTH tried
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult
+
+        user = auth_data.login.decode()
+        accepted = (user, auth_data.password.decode()) == self.login
+        self.logins.append((user, accepted))
+        return AuthResult(success=accepted, handled=False)
 
     def start(self):
+        auth = (
+            {
+                "authenticator": self._authenticate,
+                "auth_required": True,
+                "auth_require_tls": False,
+            }
+            if self.login
+            else {}
+        )
         self.controller = RecorderController(
-            self.recorder, hostname="127.0.0.1", port=self.port, ready_timeout=10
+            self.recorder,
+            hostname="127.0.0.1",
+            port=self.port,
+            ready_timeout=10,
+            **auth,
         )
         self.controller.start()
         return self

@@ -10,7 +10,8 @@ from core.services.senders import secrets_rotate
 
 class Command(BaseCommand):
     help = (
-        "Encrypt every stored secret (sender domains' DKIM keys) again with the "
+        "Encrypt every stored secret (sender domains' DKIM keys, relays' passwords) "
+        "again with the "
         "first key of ENCRYPTION_KEYS. Run it after putting a new key first; "
         "then the old key can be removed."
     )

@@ -41,8 +41,14 @@ def lease() -> timedelta:
     return timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
 
 
-def claimable_runs(*, now, run_ids=None):
-    """Runs whose queued attempts a worker may take now."""
+# `relay_owner` of the runs whatever relay their mail goes through.
+ANY_RELAY = object()
+
+
+def claimable_runs(*, now, run_ids=None, relay_owner=ANY_RELAY):
+    """Runs whose queued attempts a worker may take now: all of them, or
+    those whose mail goes through the service's relay (`relay_owner` None),
+    or through the own relay of the client `relay_owner` names."""
     queryset = MailingRun.objects.filter(
         sending_allowed_q("owner__"), quota_open_q(now=now), mailing__is_enabled=True
     ).filter(
@@ -51,26 +57,38 @@ def claimable_runs(*, now, run_ids=None):
     )
     if run_ids is not None:
         queryset = queryset.filter(pk__in=run_ids)
+    if relay_owner is None:
+        queryset = queryset.exclude(owner__smtp_relay__is_active=True)
+    elif relay_owner is not ANY_RELAY:
+        queryset = queryset.filter(
+            owner_id=relay_owner, owner__smtp_relay__is_active=True
+        )
     return queryset
 
 
-def queued(*, now, run_ids=None):
-    """Attempts a worker could claim now."""
+def queued(*, now, run_ids=None, relay_owner=ANY_RELAY):
+    """Attempts a worker could claim now (through which relay: claimable_runs)."""
     return Attempt.objects.filter(
         status=Status.QUEUED,
         next_try_at__lte=now,
-        run__in=claimable_runs(now=now, run_ids=run_ids),
+        run__in=claimable_runs(now=now, run_ids=run_ids, relay_owner=relay_owner),
     )
 
 
-def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
+def attempts_claim(
+    *, token: str, limit: int, now, run_ids=None, relay_owner=None
+) -> list:
     """Take up to `limit` queued attempts for this worker, with what sending needs.
 
     Each comes with `may_send`: whether its recipient may still be mailed
-    (they may have unsubscribed since the run was queued).
+    (they may have unsubscribed since the run was queued). `relay_owner`:
+    the client whose own relay the worker sends through, or None for the
+    service's relay (everyone else's mail).
     """
     with transaction.atomic():
-        ids, shared = _choose(limit=limit, now=now, run_ids=run_ids)
+        ids, shared = _choose(
+            limit=limit, now=now, run_ids=run_ids, relay_owner=relay_owner
+        )
         if not ids:
             return []
         Attempt.objects.filter(pk__in=ids).update(
@@ -108,7 +126,7 @@ def attempts_claim(*, token: str, limit: int, now, run_ids=None) -> list:
     return attempts
 
 
-def _choose(*, limit: int, now, run_ids) -> tuple[list, dict]:
+def _choose(*, limit: int, now, run_ids, relay_owner) -> tuple[list, dict]:
     """The ids of the batch, locked, within their owners' quotas; and the
     batch's runs by id (each with its mailing, message and owner)."""
     passed_over = set()  # owners whose quota left nothing
@@ -118,7 +136,7 @@ def _choose(*, limit: int, now, run_ids) -> tuple[list, dict]:
         # select_related, the planner sorted every queued row together with
         # its message bodies: 140 MB on disk and half a second a claim with
         # 100,000 queued.
-        candidates = queued(now=now, run_ids=run_ids)
+        candidates = queued(now=now, run_ids=run_ids, relay_owner=relay_owner)
         if passed_over:
             candidates = candidates.exclude(owner_id__in=passed_over)
         rows = list(

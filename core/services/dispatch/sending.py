@@ -36,6 +36,7 @@ from core.services.mail.message import (
 from core.services.mail.ratelimit import RateLimiter
 from core.services.mail.smtp import (
     ConnectionFailed,
+    Relay,
     envelope_check,
     relay_name,
     transport_open,
@@ -255,17 +256,33 @@ def compose(attempt) -> tuple[str, str, bytes]:
 class Sender:
     """Claim → send → record until nothing is due or the time is up."""
 
-    def __init__(self, *, time_budget: float, run_ids=None, share: int = 1):
+    def __init__(
+        self,
+        *,
+        time_budget: float,
+        run_ids=None,
+        share: int = 1,
+        relay: Relay | None = None,
+        relay_owner: int | None = None,
+    ):
+        """`relay`: a client's own, for the mail of `relay_owner` alone; None:
+        the service's, for everyone else's. Raises ValueError for a relay
+        rate that is not one."""
         self.run_ids = run_ids
+        self.relay, self.relay_owner = relay, relay_owner
         self.stop_at = time.monotonic() + time_budget
         self.lease = settings.DISPATCH_LEASE_SECONDS
+        name = relay_name(relay)
+        ceiling = relay.ceiling if relay and relay.ceiling else None
         self.concurrency = Concurrency(
-            relay=relay_name(),
-            ceiling=-(-settings.SMTP_MAX_CONCURRENCY // max(1, share)),
-            pinned=settings.SMTP_CONCURRENCY or None,
+            relay=name,
+            ceiling=-(-(ceiling or settings.SMTP_MAX_CONCURRENCY) // max(1, share)),
+            # SMTP_CONCURRENCY pins the service's relay; a client's adapts.
+            pinned=None if relay else settings.SMTP_CONCURRENCY or None,
         )
         self.limiter = RateLimiter(
-            settings.SMTP_RATE_LIMIT, key=f"dispatch:rate:{relay_name()}"
+            relay.rate if relay else settings.SMTP_RATE_LIMIT,
+            key=f"dispatch:rate:{name}",
         )
         # Connections and, when stopping, the main thread take from `work`:
         # queue.Queue, because SimpleQueue.get with a timeout can block for
@@ -375,6 +392,7 @@ class Sender:
                 limit=settings.DISPATCH_BATCH_SIZE,
                 now=timezone.now(),
                 run_ids=self.run_ids,
+                relay_owner=self.relay_owner,
             )
         except BaseException:
             # The claim's transaction rolled back: nothing is ours to settle.
@@ -459,7 +477,7 @@ class Sender:
         me.counted = False  # counted among the open sessions
         transport = None
         try:
-            transport = transport_open()
+            transport = transport_open(self.relay)
             while not self._retire(me):
                 try:
                     batch, attempt = self.work.get(timeout=0.05)

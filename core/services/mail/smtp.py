@@ -16,11 +16,13 @@ import re
 import smtplib
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email import policy
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
+
+from core.network import host_refusal
 
 # What the server answers MAIL, RCPT and DATA when it takes them.
 PIPELINE_ACCEPTED = ({250}, {250, 251}, {354})
@@ -61,15 +63,58 @@ class ConnectionFailed(Exception):
         self.code = code
 
 
-def uses_smtp() -> bool:
-    return settings.EMAIL_BACKEND == "django.core.mail.backends.smtp.EmailBackend"
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 
 
-def relay_name() -> str:
+@dataclass(frozen=True)
+class Relay:
+    """A client's own relay: where and how to log in. The service's relay is
+    None: Django's EMAIL_* settings."""
+
+    host: str
+    port: int
+    security: str = "starttls"  # or "ssl", "none"
+    username: str = ""
+    password: str = field(default="", repr=False)  # never in a log
+    # Connections at most (None: SMTP_MAX_CONCURRENCY) and a rate ("" none).
+    ceiling: int | None = None
+    rate: str = ""
+
+    @property
+    def name(self) -> str:
+        # Providers cap connections and rates per account, not per host.
+        place = f"{self.host}:{self.port}"
+        return f"{self.username}@{place}" if self.username else place
+
+
+def uses_smtp(relay: Relay | None = None) -> bool:
+    return relay is not None or settings.EMAIL_BACKEND == SMTP_BACKEND
+
+
+def relay_name(relay: Relay | None = None) -> str:
     """The relay messages go to: what connection counts and rates are kept for."""
+    if relay is not None:
+        return relay.name
     if uses_smtp():
         return f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
     return settings.EMAIL_BACKEND
+
+
+def smtp_connection(relay: Relay | None, *, timeout: float):
+    """Django's SMTP backend for `relay` (None: as EMAIL_* configure it)."""
+    if relay is None:
+        return get_connection(fail_silently=False, timeout=timeout)
+    return get_connection(
+        SMTP_BACKEND,
+        fail_silently=False,
+        host=relay.host,
+        port=relay.port,
+        username=relay.username,
+        password=relay.password,
+        use_tls=relay.security == "starttls",
+        use_ssl=relay.security == "ssl",
+        timeout=timeout,
+    )
 
 
 def envelope_check(sender: str, recipient: str) -> None:
@@ -85,14 +130,17 @@ class SmtpTransport:
     EMAIL_* configure them); the transport then speaks on its connection.
     """
 
-    def __init__(self):
+    def __init__(self, relay: Relay | None = None):
+        self.relay = relay
         self.backend = None
 
     def _smtp(self, deadline: float | None = None):
         if self.backend is None or self.backend.connection is None:
-            self.backend = get_connection(
-                fail_silently=False, timeout=_timeout(deadline)
-            )
+            if self.relay is not None and (
+                refused := host_refusal(self.relay.host, self.relay.port)
+            ):
+                raise ConnectionFailed(refused)
+            self.backend = smtp_connection(self.relay, timeout=_timeout(deadline))
             try:
                 self.backend.open()
                 # The deadline bounded opening; the session's waits are
@@ -333,5 +381,5 @@ class BackendTransport:
             pass
 
 
-def transport_open():
-    return SmtpTransport() if uses_smtp() else BackendTransport()
+def transport_open(relay: Relay | None = None):
+    return SmtpTransport(relay) if uses_smtp(relay) else BackendTransport()
