@@ -139,11 +139,14 @@ class SmtpServer:
     """`login`: (user, password) the server requires before MAIL (AUTH PLAIN
     or LOGIN, over plain text as a test allows)."""
 
-    def __init__(self, port=None, *, login=None):
+    def __init__(self, port=None, *, login=None, starttls=None, implicit_tls=None):
+        """`starttls` / `implicit_tls`: a server SSLContext, to offer STARTTLS
+        (and require it) or to speak TLS from the first byte."""
         self.port = port or free_port()
         self.recorder = Recorder()
         self.controller = None
         self.login = login
+        self.starttls, self.implicit_tls = starttls, implicit_tls
         self.logins = []  # (user, accepted) of every AUTH tried
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data):
@@ -164,6 +167,10 @@ class SmtpServer:
             if self.login
             else {}
         )
+        if self.starttls:
+            auth.update(tls_context=self.starttls, require_starttls=True)
+        if self.implicit_tls:
+            auth.update(ssl_context=self.implicit_tls)
         self.controller = RecorderController(
             self.recorder,
             hostname="127.0.0.1",

@@ -17,6 +17,7 @@ from core.services.relays import relay_of, relay_test
 
 from .factories import UserFactory, due_mailing, people
 from .smtp import SmtpServer
+from .tls import certificate_authority
 
 pytestmark = pytest.mark.django_db
 
@@ -29,6 +30,8 @@ def _english_and_loopback(client, settings):
     a service that trusts every client allows."""
     settings.SMTP_RELAY_ALLOW_PRIVATE = True
     settings.SMTP_RELAY_PORTS = list(range(1024, 65536))
+    # Also in the connections' threads, which take the service's language.
+    settings.LANGUAGE_CODE = "en"
     client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
     with translation.override("en"):
         yield
@@ -41,12 +44,14 @@ def own_server():
     server.stop()
 
 
-def relay_for(owner, server, *, password=LOGIN[1], **fields):
+def relay_for(
+    owner, server, *, password=LOGIN[1], security=SmtpRelay.Security.NONE, **fields
+):
     relay = SmtpRelay(
         owner=owner,
         host="127.0.0.1",
         port=server.port,
-        security=SmtpRelay.Security.NONE,
+        security=security,
         username=LOGIN[0],
         **fields,
     )
@@ -328,3 +333,54 @@ def test_a_manager_sees_a_clients_relay_read_only_without_its_password(
     assert relay.host in text and LOGIN[0] in text
     assert LOGIN[1] not in text and relay.password not in text
     assert 'name="new_password"' not in text
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_a_relay_over_tls_is_verified_and_used(
+    owner, smtp_server, tmp_path, monkeypatch, mode
+):
+    """The relay's certificate is checked against the system's authorities
+    (here the test's own, through SSL_CERT_FILE); mail goes over TLS."""
+    ca_file, context = certificate_authority(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    kind = "starttls" if mode == "starttls" else "implicit_tls"
+    server = SmtpServer(login=LOGIN, **{kind: context}).start()
+    try:
+        relay_for(owner, server, security=mode)
+        recipients = people(owner, 3)
+        due_mailing(owner, recipients)
+        assert dispatch_tick().sent == 3
+        assert server.recorder.count_by_address() == {p.email: 1 for p in recipients}
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_a_relay_whose_certificate_is_not_trusted_gets_nothing(
+    owner, smtp_server, tmp_path, mode
+):
+    """No authority vouches for it: refused, and nothing goes in plain text
+    or elsewhere instead."""
+    _, context = certificate_authority(tmp_path)
+    kind = "starttls" if mode == "starttls" else "implicit_tls"
+    server = SmtpServer(login=LOGIN, **{kind: context}).start()
+    try:
+        relay_for(owner, server, security=mode)
+        mailing = due_mailing(owner, people(owner, 2))
+        dispatch_tick()
+        assert statuses(mailing) == ["queued"] * 2
+        assert not server.recorder.messages and not smtp_server.recorder.messages
+        assert "certificate verify failed" in SmtpRelay.objects.get().problem
+    finally:
+        server.stop()
+
+
+def test_starttls_asked_of_a_relay_that_does_not_offer_it_sends_nothing(
+    owner, own_server, smtp_server
+):
+    relay_for(owner, own_server, security="starttls")
+    mailing = due_mailing(owner, people(owner, 2))
+    dispatch_tick()
+    assert statuses(mailing) == ["queued"] * 2
+    assert not own_server.recorder.messages
+    assert "STARTTLS" in SmtpRelay.objects.get().problem
