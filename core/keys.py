@@ -17,7 +17,7 @@ import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from django.conf import settings
 from django.utils.translation import gettext as _
 
@@ -95,16 +95,31 @@ def dkim_key_new() -> bytes:
     )
 
 
+def dkim_ed25519_key_new() -> bytes:
+    """A new Ed25519 key for a second DKIM signature (RFC 8463), as
+    unencrypted PKCS#8 PEM: encrypt it before it is stored."""
+    return ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
 def dkim_public_key(pem: bytes) -> str:
-    """The `p=` value of a private key's DKIM record: its public half, DER,
-    base64."""
-    key = serialization.load_pem_private_key(pem, password=None)
-    der = key.public_key().public_bytes(
+    """The `p=` value of a private key's DKIM record, base64: an RSA key's
+    public half as DER, an Ed25519 key's as its 32 raw bytes (RFC 8463)."""
+    key = serialization.load_pem_private_key(pem, password=None).public_key()
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        raw = key.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return base64.b64encode(raw).decode()
+    der = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return base64.b64encode(der).decode()
 
 
-def dkim_record(public_key: str) -> str:
-    """The TXT record that publishes a DKIM public key."""
-    return f"v=DKIM1; k=rsa; p={public_key}"
+def dkim_record(public_key: str, *, kind: str = "rsa") -> str:
+    """The TXT record that publishes a DKIM public key (`kind` rsa or ed25519)."""
+    return f"v=DKIM1; k={kind}; p={public_key}"

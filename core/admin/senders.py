@@ -15,6 +15,7 @@ from .base import OwnedAdmin, OwnedForm
 
 KIND_LABELS = {
     "dkim": _("DKIM key (verifies the domain)"),
+    "dkim-ed25519": _("DKIM Ed25519 key (the second signature)"),
     "spf": _("SPF (suggested)"),
     "dmarc": _("DMARC (suggested)"),
     "return-path": _("Return path (bounces on your domain; suggested)"),
@@ -24,7 +25,7 @@ KIND_LABELS = {
 class SenderDomainForm(OwnedForm):
     class Meta:
         model = SenderDomain
-        fields = ["domain"]
+        fields = ["domain", "signs_ed25519"]
 
     def clean_domain(self):
         domain = domain_normalize(self.cleaned_data.get("domain") or "")
@@ -40,6 +41,7 @@ class SenderDomainAdmin(OwnedAdmin):
         "domain",
         "verified",
         "dkim_state",
+        "ed25519_state",
         "spf_state",
         "dmarc_state",
         "return_path_state",
@@ -53,8 +55,8 @@ class SenderDomainAdmin(OwnedAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["domain"]
-        return ["domain", "records", "verified_at", "checked_at"]
+            return ["domain", "signs_ed25519"]
+        return ["domain", "signs_ed25519", "records", "verified_at", "checked_at"]
 
     def get_readonly_fields(self, request, obj=None):
         # The key and its records belong to the domain as it was added.
@@ -72,6 +74,10 @@ class SenderDomainAdmin(OwnedAdmin):
     @admin.display(description="DKIM")
     def dkim_state(self, obj):
         return self._state(obj, "dkim")
+
+    @admin.display(description="Ed25519")
+    def ed25519_state(self, obj):
+        return self._state(obj, "dkim-ed25519") if obj.signs_ed25519 else "—"
 
     @admin.display(description="SPF")
     def spf_state(self, obj):

@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core.keys import (
     SecretUnavailable,
+    dkim_ed25519_key_new,
     dkim_key_new,
     dkim_public_key,
     dkim_record,
@@ -76,6 +77,23 @@ class SenderDomain(OwnedModel):
         _("DKIM private key (encrypted)"), editable=False
     )
     dkim_public_key = models.TextField(_("DKIM public key"), editable=False)
+    # Optional: a second signature with an Ed25519 key (RFC 8463), which
+    # receivers that know it check beside the RSA one.
+    signs_ed25519 = models.BooleanField(
+        _("also sign with Ed25519"),
+        default=False,
+        help_text=_(
+            "A second, shorter DKIM key (RFC 8463), for receivers that check "
+            "it; the RSA signature stays, for those that do not. Publish its "
+            "record too: it is used once the check finds it."
+        ),
+    )
+    ed25519_private_key = models.TextField(
+        _("Ed25519 private key (encrypted)"), blank=True, editable=False
+    )
+    ed25519_public_key = models.TextField(
+        _("Ed25519 public key"), blank=True, editable=False
+    )
     verified_at = models.DateTimeField(_("verified"), null=True, editable=False)
     checked_at = models.DateTimeField(_("DNS checked"), null=True, editable=False)
     # Record kind → found, missing or different, as the last check saw it.
@@ -97,6 +115,24 @@ class SenderDomain(OwnedModel):
     @property
     def dkim_name(self) -> str:
         return f"{self.dkim_selector}._domainkey.{self.domain}"
+
+    @property
+    def ed25519_selector(self) -> str:
+        return f"{self.dkim_selector}e"
+
+    @property
+    def ed25519_name(self) -> str:
+        return f"{self.ed25519_selector}._domainkey.{self.domain}"
+
+    def ed25519_in_use(self) -> bool:
+        """Whether its mail gets the second signature: asked for, and its
+        record found by the last check (a signature receivers cannot
+        check is only noise)."""
+        return (
+            self.signs_ed25519
+            and bool(self.ed25519_private_key)
+            and (self.dns_check or {}).get("dkim-ed25519") == self.Check.FOUND
+        )
 
     @property
     def return_path_name(self) -> str:
@@ -143,6 +179,10 @@ class SenderDomain(OwnedModel):
             pem = dkim_key_new()
             self.dkim_private_key = secret_encrypt(pem)
             self.dkim_public_key = dkim_public_key(pem)
+        if self.signs_ed25519 and not self.ed25519_private_key:
+            pem = dkim_ed25519_key_new()
+            self.ed25519_private_key = secret_encrypt(pem)
+            self.ed25519_public_key = dkim_public_key(pem)
         if not self.dkim_selector:
             self.dkim_selector = f"ms{secrets.token_hex(3)}"
         super().save(*args, **kwargs)
@@ -172,6 +212,16 @@ class SenderDomain(OwnedModel):
                 "value": DMARC_SUGGESTED,
             },
         ]
+        if self.signs_ed25519 and self.ed25519_public_key:
+            records.insert(
+                1,
+                {
+                    "kind": "dkim-ed25519",
+                    "name": self.ed25519_name,
+                    "type": "TXT",
+                    "value": dkim_record(self.ed25519_public_key, kind="ed25519"),
+                },
+            )
         if settings.RETURN_PATH_HOST:
             records.append(
                 {

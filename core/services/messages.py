@@ -7,7 +7,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template import TemplateSyntaxError
 from django.utils.translation import gettext as _
 
-from core.models import Client, Field, Mailing
+from core.models import Client, Field, Mailing, SmtpRelay
 
 from .mail.dkim import dkim_sign
 from .mail.message import envelope_sender, message_sender
@@ -20,6 +20,7 @@ from .mail.tracking import (
     tracking_fill,
 )
 from .mail.verp import verp_token
+from .relays import relay_of
 from .signing import message_signing
 from .tracking import message_tracked
 from .unsubscribe import unsubscribe_url
@@ -170,21 +171,28 @@ def message_send_test(*, message, to: str) -> tuple[bool, str]:
     )
     if preview["html"]:
         email.attach_alternative(preview["html"], "text/html")
+    # Through the owner's own relay, as their mailings go, where they have one.
+    row = SmtpRelay.objects.filter(owner_id=message.owner_id, is_active=True).first()
     try:
-        if signing.key is None:
+        relay = relay_of(row) if row else None
+        if signing.key is None and relay is None:
             email.send()
         else:
-            _send_signed(email, signing.key)
+            keys = (signing.key, *signing.also) if signing.key else ()
+            _send_bytes(email, keys, relay)
     except Exception as error:  # SMTP refusal, timeout, DNS: report, don't crash
         logger.warning("Test e-mail to %s failed: %s", to, error)
         return False, str(error) or error.__class__.__name__
     return True, ""
 
 
-def _send_signed(email, key) -> None:
-    """The e-mail as bytes, DKIM-signed, through the mailings' transport."""
-    data = dkim_sign(email.message().as_bytes(linesep="\r\n"), key)
-    transport = SmtpTransport()
+def _send_bytes(email, keys, relay) -> None:
+    """The e-mail as bytes, DKIM-signed with `keys` (if any), through the
+    mailings' transport to `relay` (None: the service's)."""
+    data = email.message().as_bytes(linesep="\r\n")
+    if keys:
+        data = dkim_sign(data, *keys)
+    transport = SmtpTransport(relay)
     try:
         reply = transport.send(envelope_sender(email.from_email), email.to[0], data)
     finally:

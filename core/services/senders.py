@@ -93,9 +93,9 @@ def _tags(record: str) -> dict[str, str]:
     return tags
 
 
-def dkim_state(domain: SenderDomain, found: list[str]) -> str:
+def dkim_state(domain: SenderDomain, found: list[str], *, public_key=None) -> str:
     keys = [_tags(record).get("p") for record in found]
-    if domain.dkim_public_key in keys:
+    if (public_key or domain.dkim_public_key) in keys:
         return Check.FOUND
     return Check.DIFFERENT if found else Check.MISSING
 
@@ -135,6 +135,12 @@ def sender_domain_check(domain: SenderDomain, *, now=None) -> dict:
         "spf": spf_state(txt_records(records["spf"]["name"], using=using)),
         "dmarc": dmarc_state(txt_records(records["dmarc"]["name"], using=using)),
     }
+    if "dkim-ed25519" in records:
+        states["dkim-ed25519"] = dkim_state(
+            domain,
+            txt_records(records["dkim-ed25519"]["name"], using=using),
+            public_key=domain.ed25519_public_key,
+        )
     if "return-path" in records:
         target = cname_target(records["return-path"]["name"], using=using)
         states["return-path"] = return_path_state(target)
@@ -176,6 +182,13 @@ def secrets_rotate() -> int:
         if token != domain.dkim_private_key:
             SenderDomain.objects.filter(pk=domain.pk).update(dkim_private_key=token)
         rotated += 1
+        if domain.ed25519_private_key:
+            token = secret_rotate(domain.ed25519_private_key)
+            if token != domain.ed25519_private_key:
+                SenderDomain.objects.filter(pk=domain.pk).update(
+                    ed25519_private_key=token
+                )
+            rotated += 1
     # The passwords of clients' own relays.
     for relay in (
         SmtpRelay.objects.select_for_update().exclude(password="").order_by("pk")

@@ -24,6 +24,8 @@ class Signing(NamedTuple):
     # The envelope sender's domain: the client's own return path, or "" for
     # the service's BOUNCE_ADDRESS.
     return_path: str = ""
+    # Keys of further signatures beside `key` (the domain's Ed25519 one).
+    also: tuple = ()
 
 
 def message_signing(message) -> Signing:
@@ -44,20 +46,37 @@ def message_signing(message) -> Signing:
             )
             % {"address": message.from_email},
         )
-    key = _KEYS.get(domain.dkim_private_key)
-    if key is None:
+    keys = []
+    for token, selector in (
+        (domain.dkim_private_key, domain.dkim_selector),
+        (
+            domain.ed25519_private_key if domain.ed25519_in_use() else "",
+            domain.ed25519_selector,
+        ),
+    ):
+        if not token:
+            continue
         try:
-            pem = secret_decrypt(domain.dkim_private_key)
+            keys.append(_key(token, domain=domain.domain, selector=selector))
         except SecretUnavailable as error:
+            # Either key unreadable: the mail waits, never signed with less.
             return Signing(
                 None,
                 _("The DKIM key of %(domain)s: %(error)s")
                 % {"domain": domain.domain, "error": error},
             )
-        key = DkimKey.from_pem(
-            domain=domain.domain, selector=domain.dkim_selector, pem=pem
-        )
+    return Signing(
+        keys[0], return_path=domain.return_path_domain(), also=tuple(keys[1:])
+    )
+
+
+def _key(token: str, *, domain: str, selector: str) -> DkimKey:
+    """A stored key, decrypted once a process."""
+    key = _KEYS.get(token)
+    if key is None:
+        pem = secret_decrypt(token)
+        key = DkimKey.from_pem(domain=domain, selector=selector, pem=pem)
         if len(_KEYS) >= KEYS_KEPT:
             _KEYS.clear()
-        _KEYS[domain.dkim_private_key] = key
-    return Signing(key, return_path=domain.return_path_domain())
+        _KEYS[token] = key
+    return key

@@ -132,6 +132,23 @@ class DnsServer:
             self.process = None
 
 
+def dns_txt(server):
+    """dkimpy's DNS lookup, asked of the test's DNS server."""
+    import dns.resolver
+
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers, resolver.port = [server.host], server.port
+
+    def dnsfunc(name, timeout=5):
+        try:
+            answer = resolver.resolve(name.decode(), "TXT", lifetime=timeout)
+        except dns.exception.DNSException:
+            return None
+        return b"".join(b"".join(record.strings) for record in answer)
+
+    return dnsfunc
+
+
 @pytest.fixture
 def dns_server(tmp_path, settings):
     """A DNS server the project's resolver asks, serving what a test publishes."""

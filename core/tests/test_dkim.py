@@ -6,6 +6,7 @@ up in a real DNS server, core/tests/opendkim.py); a changed byte, an added
 From or another domain's record fails both.
 """
 
+import base64
 import functools
 import random
 from email.utils import formataddr
@@ -13,7 +14,12 @@ from email.utils import formataddr
 import dkim
 import pytest
 
-from core.keys import dkim_key_new, dkim_public_key, dkim_record
+from core.keys import (
+    dkim_ed25519_key_new,
+    dkim_key_new,
+    dkim_public_key,
+    dkim_record,
+)
 from core.services.mail import dkim as signer
 from core.services.mail.mime import Outgoing
 
@@ -26,6 +32,14 @@ def key() -> signer.DkimKey:
     return signer.DkimKey.from_pem(domain=DOMAIN, selector=SELECTOR, pem=dkim_key_new())
 
 
+@functools.lru_cache(maxsize=1)
+def ed25519_key() -> signer.DkimKey:
+    """The second key (RFC 8463), under a selector of its own."""
+    return signer.DkimKey.from_pem(
+        domain=DOMAIN, selector=f"{SELECTOR}e", pem=dkim_ed25519_key_new()
+    )
+
+
 def record_of(k: signer.DkimKey) -> str:
     from cryptography.hazmat.primitives import serialization
 
@@ -34,7 +48,8 @@ def record_of(k: signer.DkimKey) -> str:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return dkim_record(dkim_public_key(pem))
+    kind = "ed25519" if k.algorithm.startswith("ed25519") else "rsa"
+    return dkim_record(dkim_public_key(pem), kind=kind)
 
 
 def published(*keys):
@@ -188,14 +203,59 @@ def test_the_record_to_publish_names_the_public_key():
     assert "PRIVATE" not in record and len(record) > 380  # 2048 bits
 
 
-def test_only_an_rsa_key_is_taken():
+def test_only_an_rsa_or_an_ed25519_key_is_taken():
+    """Ed25519 signs beside RSA now (RFC 8463); any other kind is refused."""
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.asymmetric import ec
 
-    pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     with pytest.raises(ValueError):
         signer.DkimKey.from_pem(domain=DOMAIN, selector=SELECTOR, pem=pem)
+    assert ed25519_key().algorithm == "ed25519-sha256"
+
+
+# --- a second signature with Ed25519 (RFC 8463) -----------------------------
+
+
+def verified_each(data: bytes, *keys) -> list[bool]:
+    """dkimpy's verdict on each signature of the message, first to last."""
+    count = data.count(b"DKIM-Signature:")
+    checker = dkim.DKIM(data)
+    return [
+        checker.verify(idx=index, dnsfunc=published(*keys)) for index in range(count)
+    ]
+
+
+def test_an_ed25519_signature_alone_verifies_with_both(opendkim):
+    opendkim.publish(zone(ed25519_key()))
+    data = signer.dkim_sign(message(), ed25519_key())
+    assert b"a=ed25519-sha256;" in data
+    assert verified(data, ed25519_key())
+    assert opendkim.verify(data) == (True, "")
+    changed = data.replace("Здравствуйте".encode(), "Здравствуй".encode())
+    changed = changed if changed != data else data[:-6] + b"X" + data[-5:]
+    assert not verified(changed, ed25519_key())
+    assert not opendkim.verify(changed)[0]
+
+
+def test_rsa_and_ed25519_side_by_side_each_verify(opendkim):
+    opendkim.publish(zone(key(), ed25519_key()))
+    data = signer.dkim_sign(message(html="<p>Привет</p>"), key(), ed25519_key())
+    assert data.count(b"DKIM-Signature:") == 2
+    # One body hash for both.
+    hashes = {line for line in data.split(b"\r\n") if line.startswith(b"\tbh=")}
+    assert len(hashes) == 1
+    assert verified_each(data, key(), ed25519_key()) == [True, True]
+    assert opendkim.verify(data)[0]
+    # A receiver that knows only RSA still has a good signature to check.
+    assert verified_each(data, key()) == [True, False]
+
+
+def test_the_ed25519_record_is_its_raw_public_key():
+    record = record_of(ed25519_key())
+    assert record.startswith("v=DKIM1; k=ed25519; p=")
+    assert len(base64.b64decode(record.rpartition("p=")[2])) == 32

@@ -43,6 +43,7 @@ from core.models import (
 from core.services.privacy import preferences_url
 from core.services.roles import CLIENTS, MANAGERS, roles_ensure
 
+from .dns import dns_txt
 from .factories import PASSWORD, ArticleFactory, UserFactory, people
 from .smtp import SmtpServer
 
@@ -707,23 +708,6 @@ def test_reader_signs_up_sends_a_mailing_and_a_manager_oversees_it(
 
 
 SENDER_DOMAIN = "knizhnaya-lavka.example"
-
-
-def dns_txt(server):
-    """dkimpy's DNS lookup, asked of the test's DNS server."""
-    import dns.resolver
-
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers, resolver.port = [server.host], server.port
-
-    def dnsfunc(name, timeout=5):
-        try:
-            answer = resolver.resolve(name.decode(), "TXT", lifetime=timeout)
-        except dns.exception.DNSException:
-            return None
-        return b"".join(b"".join(record.strings) for record in answer)
-
-    return dnsfunc
 
 
 def test_a_client_sends_as_their_own_domain_and_both_verifiers_pass(

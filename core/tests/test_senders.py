@@ -475,3 +475,86 @@ def test_the_preview_the_test_email_and_the_report_show_the_sender(
     SenderDomain.objects.update(verified_at=None)
     sent, why = message_send_test(message=message, to="me@example.org")
     assert not sent and "news@shop.example" in why
+
+
+def test_ed25519_is_offered_checked_and_then_signs_beside_rsa(
+    owner, dns_server, opendkim, smtp_server, settings
+):
+    """Switched on, the domain gets a second key and record; once the check
+    finds the record its mail carries both signatures, and dkimpy and
+    OpenDKIM verify each against the DNS they are published on."""
+    import dkim
+
+    from core.services.dispatch import dispatch_tick
+
+    from .dns import dns_txt
+    from .factories import due_mailing, people
+
+    recipients = people(owner, 3)
+    domain = SenderDomain.objects.create(
+        owner=owner, domain="shop.example", signs_ed25519=True
+    )
+    kinds = [record["kind"] for record in domain.dns_records()]
+    assert kinds == ["dkim", "dkim-ed25519", "spf", "dmarc"]
+    ed_record = domain.dns_records()[1]
+    assert ed_record["name"] == f"{domain.dkim_selector}e._domainkey.shop.example"
+    assert ed_record["value"].startswith("v=DKIM1; k=ed25519; p=")
+    assert (
+        "PRIVATE"
+        not in SenderDomain.objects.values_list("ed25519_private_key", flat=True).get()
+    )
+
+    # Only the RSA record is out: verified, but signed with RSA alone.
+    dns_server.publish(records(domain, "dkim"))
+    states = sender_domain_check(domain)
+    assert (states["dkim"], states["dkim-ed25519"]) == ("found", "missing")
+    message = shop_message(owner)
+    due_mailing(owner, recipients[:1], message=message)
+    dispatch_tick()
+    assert smtp_server.recorder.raw[-1].count(b"DKIM-Signature:") == 1
+
+    everything = records(domain, "dkim", "dkim-ed25519", "spf", "dmarc")
+    dns_server.publish(everything)
+    opendkim.publish(everything)
+    domain.refresh_from_db()
+    assert sender_domain_check(domain)["dkim-ed25519"] == "found"
+    from core.services import signing
+
+    signing._KEYS.clear()
+    due_mailing(owner, recipients, message=message)
+    dispatch_tick()
+    lookup = dns_txt(dns_server)
+    for raw in smtp_server.recorder.raw[-3:]:
+        assert raw.count(b"DKIM-Signature:") == 2
+        assert b"a=ed25519-sha256;" in raw and b"a=rsa-sha256;" in raw
+        checker = dkim.DKIM(raw)
+        assert [checker.verify(idx=i, dnsfunc=lookup) for i in (0, 1)] == [True, True]
+        assert opendkim.verify(raw) == (True, "")
+
+
+def test_rotation_covers_the_ed25519_key_too(owner, settings):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.ENCRYPTION_KEYS = [old]
+    domain = SenderDomain.objects.create(
+        owner=owner, domain="shop.example", signs_ed25519=True
+    )
+    pem = secret_decrypt(domain.ed25519_private_key)
+    settings.ENCRYPTION_KEYS = [new, old]
+    call_command("encryption_rotate")
+    settings.ENCRYPTION_KEYS = [new]
+    domain.refresh_from_db()
+    assert secret_decrypt(domain.ed25519_private_key) == pem
+
+
+def test_the_admin_offers_ed25519_and_shows_its_record(client, owner):
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    client.force_login(owner)
+    response = client.post(
+        "/admin/core/senderdomain/add/",
+        {"domain": "shop.example", "signs_ed25519": "on", "_continue": "1"},
+    )
+    domain = SenderDomain.objects.get()
+    assert response.status_code == 302 and domain.signs_ed25519
+    page = client.get(f"/admin/core/senderdomain/{domain.pk}/change/").content.decode()
+    assert 'id="record-dkim-ed25519"' in page
+    assert "k=ed25519; p=" in page and domain.ed25519_name in page

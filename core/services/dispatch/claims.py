@@ -118,6 +118,7 @@ def attempts_claim(
             # The key its mail is signed with, or why it may not go now.
             signing = message_signing(run.mailing.message)
             run.dkim, run.dkim_problem = signing.key, signing.problem
+            run.dkim_also = signing.also
             run.return_path = signing.return_path
             if run.dkim_problem:
                 logger.error("Run %s paused: %s", run.pk, run.dkim_problem)

@@ -249,7 +249,7 @@ def compose(attempt) -> tuple[str, str, bytes]:
     # From one of the owner's verified domains: signed with its key (looked
     # up with the claim, core.services.signing.message_signing).
     if key := getattr(run, "dkim", None):
-        data = dkim_sign(data, key)
+        data = dkim_sign(data, key, *getattr(run, "dkim_also", ()))
     return sender, recipient, data
 
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 # What a mailing's message carries that a receiver judges it by, in the
 # order they are listed in `h=` when present.
@@ -51,18 +51,32 @@ _HEADER_START = re.compile(rb"^([^\s:][^:]*):", re.MULTILINE)
 
 @dataclass(frozen=True)
 class DkimKey:
-    """A domain's signing key and the selector its public half is under."""
+    """A domain's signing key and the selector its public half is under: RSA
+    (rsa-sha256), or Ed25519 (ed25519-sha256, RFC 8463) for a second
+    signature beside it."""
 
     domain: str
     selector: str
-    private_key: rsa.RSAPrivateKey
+    private_key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
     @classmethod
     def from_pem(cls, *, domain: str, selector: str, pem: bytes) -> "DkimKey":
         key = serialization.load_pem_private_key(pem, password=None)
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise ValueError("A DKIM key here is an RSA key.")
+        if not isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+            raise ValueError("A DKIM key here is an RSA or an Ed25519 key.")
         return cls(domain=domain.lower(), selector=selector, private_key=key)
+
+    @property
+    def algorithm(self) -> str:
+        if isinstance(self.private_key, ed25519.Ed25519PrivateKey):
+            return "ed25519-sha256"
+        return "rsa-sha256"
+
+    def sign(self, data: bytes) -> bytes:
+        if isinstance(self.private_key, ed25519.Ed25519PrivateKey):
+            # RFC 8463 3: PureEdDSA over the SHA-256 hash of the data.
+            return self.private_key.sign(hashlib.sha256(data).digest())
+        return self.private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
 
 def body_canonical(body: bytes) -> bytes:
@@ -97,8 +111,11 @@ def _headers(head: bytes) -> dict[bytes, list[bytes]]:
     return found
 
 
-def dkim_sign(message: bytes, key: DkimKey, *, now: int | None = None) -> bytes:
-    """`message` (CRLF line endings) with a DKIM-Signature header first."""
+def dkim_sign(
+    message: bytes, key: DkimKey, *more: DkimKey, now: int | None = None
+) -> bytes:
+    """`message` (CRLF line endings) with a DKIM-Signature header first for
+    `key` and for each of `more` (the body hashed once for all)."""
     split = message.find(b"\r\n\r\n")
     if split < 0:
         head, body = message, b""
@@ -121,13 +138,16 @@ def dkim_sign(message: bytes, key: DkimKey, *, now: int | None = None) -> bytes:
         if name in OVERSIGNED:
             names.append(name)  # names no header: signs that there is none more
     timestamp = int(time.time()) if now is None else now
-    tags = (
-        f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={key.domain}; "
-        f"s={key.selector};\r\n\tt={timestamp}; h={':'.join(names)};\r\n"
-        f"\tbh={body_hash.decode()};\r\n\tb="
-    )
-    signed = b"".join(canonical) + header_canonical(b"DKIM-Signature", tags.encode())
-    signature = key.private_key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
-    encoded = base64.b64encode(signature).decode()
-    folded = "\r\n\t ".join(encoded[i : i + 72] for i in range(0, len(encoded), 72))
-    return f"DKIM-Signature: {tags}{folded}\r\n".encode() + message
+    headers = b"".join(canonical)
+    signatures = []
+    for each in (key, *more):
+        tags = (
+            f"v=1; a={each.algorithm}; c=relaxed/relaxed; d={each.domain}; "
+            f"s={each.selector};\r\n\tt={timestamp}; h={':'.join(names)};\r\n"
+            f"\tbh={body_hash.decode()};\r\n\tb="
+        )
+        signed = headers + header_canonical(b"DKIM-Signature", tags.encode())
+        encoded = base64.b64encode(each.sign(signed)).decode()
+        folded = "\r\n\t ".join(encoded[i : i + 72] for i in range(0, len(encoded), 72))
+        signatures.append(f"DKIM-Signature: {tags}{folded}\r\n".encode())
+    return b"".join(signatures) + message
