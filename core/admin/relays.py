@@ -53,17 +53,13 @@ class SmtpRelayForm(OwnedForm):
             raise forms.ValidationError(
                 _("You have a relay already: change it, or delete it first.")
             )
+        # Set before the model's checks, which judge the password with the
+        # encryption (none is refused with one).
+        if cleaned.get("clear_password"):
+            self.instance.password_set("")
+        elif password := cleaned.get("new_password"):
+            self.instance.password_set(password)
         return cleaned
-
-    def save(self, commit=True):
-        relay = super().save(commit=False)
-        if self.cleaned_data.get("clear_password"):
-            relay.password_set("")
-        elif password := self.cleaned_data.get("new_password"):
-            relay.password_set(password)
-        if commit:
-            relay.save()
-        return relay
 
 
 @admin.register(SmtpRelay)

@@ -492,6 +492,9 @@ class Attempt(models.Model):
     # claim tells the recovery which journal to read.
     claim_token = models.CharField(max_length=32, blank=True, editable=False)
     claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The day (TIME_ZONE) the claim counted it on against the owner's sending
+    # quota (core/services/quotas.py): what returns unsent is given back there.
+    quota_day = models.DateField(null=True, blank=True, editable=False)
     # What followed a sent message, the first time of each: segments select
     # on them (DESIGN.md, Segment: opened, clicked).
     opened_at = models.DateTimeField(_("opened"), null=True, blank=True, editable=False)

@@ -99,13 +99,26 @@ class SmtpRelay(OwnedModel):
                 raise ValidationError(
                     {"host": _("Give the relay's host name, e.g. smtp.yandex.ru.")}
                 ) from error
-        if problem := host_refusal(self.host, self.port):
-            raise ValidationError({"host": problem})
         if self.port not in settings.SMTP_RELAY_PORTS:
             raise ValidationError(
                 {
                     "port": _("A relay listens on one of the ports %(ports)s.")
                     % {"ports": ", ".join(map(str, settings.SMTP_RELAY_PORTS))}
+                }
+            )
+        if problem := host_refusal(self.host, self.port):
+            raise ValidationError({"host": problem})
+        if (
+            self.security == self.Security.NONE
+            and self.password
+            and not settings.SMTP_RELAY_ALLOW_PRIVATE
+        ):
+            raise ValidationError(
+                {
+                    "security": _(
+                        "A password is never sent over the internet unencrypted: "
+                        "choose STARTTLS or TLS."
+                    )
                 }
             )
         try:

@@ -266,7 +266,7 @@ def _usage_subqueries(period) -> dict:
 
     return {
         "usage_today": total(rows.filter(day=period.today)),
-        "usage_month": total(rows.filter(day__gte=period.month_start)),
+        "usage_month": total(rows.filter(**period.month_days)),
     }
 
 

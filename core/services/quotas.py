@@ -63,6 +63,12 @@ class Period:
     next_day: datetime  # when the next day starts
     next_month: datetime  # when the next month starts
 
+    @property
+    def month_days(self) -> dict:
+        """The lookup of SendingUsage rows of this month (every day of it,
+        later ones too: another worker's clock may be a little ahead)."""
+        return {"day__gte": self.month_start, "day__lt": self.next_month.date()}
+
     @classmethod
     def of(cls, now) -> "Period":
         zone = timezone.get_default_timezone()
@@ -75,10 +81,6 @@ class Period:
             next_day=datetime.combine(today + timedelta(days=1), time.min, zone),
             next_month=datetime.combine(following, time.min, zone),
         )
-
-
-def local_day(moment) -> date:
-    return timezone.localdate(moment, timezone.get_default_timezone())
 
 
 @dataclass(frozen=True)
@@ -109,10 +111,11 @@ class Usage:
         not, or if it never will (a quota of zero)."""
         if self.left != 0 or 0 in (self.quota.daily, self.quota.monthly):
             return None
-        monthly_spent = self.quota.monthly is not None and (
-            self.month >= self.quota.monthly
-        )
-        return self.period.next_month if monthly_spent else self.period.next_day
+        return self.period.next_month if self.monthly_spent else self.period.next_day
+
+    @property
+    def monthly_spent(self) -> bool:
+        return self.quota.monthly is not None and self.month >= self.quota.monthly
 
     def explain(self) -> str:
         """The report's line while the quota holds mail back ("" if it does not)."""
@@ -129,7 +132,9 @@ class Usage:
             "limit": self.quota.daily,
             "at": date_format(resumes, "DATETIME_FORMAT"),
         }
-        if resumes == self.period.next_month:
+        # Not told by the moment it resumes: on a month's last day the next
+        # day and the next month start together.
+        if self.monthly_spent:
             figures.update(used=self.month, limit=self.quota.monthly)
             return (
                 _(
@@ -156,7 +161,7 @@ def usages_of(quotas: dict, *, now=None) -> dict:
     """Owner id → Usage for each owner id → Quota of `quotas`, in one query."""
     period = Period.of(now or timezone.now())
     rows = (
-        SendingUsage.objects.filter(owner_id__in=quotas, day__gte=period.month_start)
+        SendingUsage.objects.filter(owner_id__in=quotas, **period.month_days)
         .values("owner_id")
         .annotate(
             month=Sum("count"),
@@ -187,7 +192,7 @@ def quota_open_q(*, now, owner: str = "owner") -> Q:
         (
             "monthly_quota",
             settings.SENDING_QUOTA_MONTHLY,
-            usage.filter(day__gte=period.month_start),
+            usage.filter(**period.month_days),
         ),
     ):
         used = Coalesce(
@@ -235,16 +240,22 @@ def quota_take(wanted: Counter, *, owners: dict, now) -> dict:
 
 
 def _left_locked(owner_id: int, quota: Quota, period: Period) -> int:
-    SendingUsage.objects.get_or_create(owner_id=owner_id, day=period.today)
-    today = (
-        SendingUsage.objects.select_for_update()
-        .values_list("count", flat=True)
-        .get(owner_id=owner_id, day=period.today)
-    )
-    earlier = SendingUsage.objects.filter(
-        owner_id=owner_id, day__gte=period.month_start, day__lt=period.today
+    # The row of the month's first day is locked first, by every claim of
+    # the month: two claims on either side of midnight cannot both take the
+    # month's last room (each would lock only its own day). Rows are always
+    # locked in (owner, day) order, as give-backs update them.
+    for day in sorted({period.month_start, period.today}):
+        SendingUsage.objects.get_or_create(owner_id=owner_id, day=day)
+        locked = list(
+            SendingUsage.objects.select_for_update()
+            .filter(owner_id=owner_id, day=day)
+            .values_list("count", flat=True)
+        )
+    today = locked[0]
+    month = SendingUsage.objects.filter(
+        owner_id=owner_id, **period.month_days
     ).aggregate(total=Coalesce(Sum("count"), 0))["total"]
-    usage = Usage(quota=quota, today=today, month=earlier + today, period=period)
+    usage = Usage(quota=quota, today=today, month=month, period=period)
     return usage.left
 
 
@@ -260,9 +271,11 @@ def _add(owner_id: int, day: date, count: int) -> None:
 
 def quota_give_back(returned: Counter) -> None:
     """Messages taken but not sent go back to their owners' usage:
-    `returned` is (owner id, day taken) → messages."""
-    for (owner_id, day), count in returned.items():
-        if count:
+    `returned` is (owner id, the day they were counted on) → messages; a day
+    of None (taken before usage was counted) gives nothing back."""
+    # In (owner, day) order, the order claims lock them in: never a deadlock.
+    for (owner_id, day), count in sorted(returned.items()):
+        if count and day is not None:
             SendingUsage.objects.filter(owner_id=owner_id, day=day).update(
                 count=Greatest(F("count") - count, 0)
             )

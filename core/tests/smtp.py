@@ -4,6 +4,7 @@ import asyncio
 import random
 import socket
 import threading
+import time
 from collections import Counter, defaultdict
 from email import message_from_bytes, policy
 
@@ -29,6 +30,7 @@ class Recorder:
         self.messages = []
         self.raw = []  # each message's bytes, as `messages` holds them parsed
         self.senders = []  # MAIL FROM of each message in `messages`
+        self.received_at = []  # time.monotonic() of each, as it arrived
         self.script = defaultdict(list)
         self.reject = {}
         self.delay = 0.0
@@ -82,6 +84,7 @@ class Recorder:
             if self.script.get(address):
                 return self.script[address].pop(0)
             self.senders.append(envelope.mail_from)
+            self.received_at.append(time.monotonic())
             self.raw.append(envelope.content)  # as received, for DKIM checks
             self.messages.append(
                 (

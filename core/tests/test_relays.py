@@ -171,7 +171,7 @@ def test_rotation_re_encrypts_relay_passwords(owner, own_server, settings):
 @pytest.mark.parametrize("host", ["127.0.0.1", "10.1.2.3", "169.254.0.9", "::1"])
 def test_a_relay_on_the_services_own_network_is_refused(owner, settings, host):
     settings.SMTP_RELAY_ALLOW_PRIVATE = False
-    relay = SmtpRelay(owner=owner, host=host, port=587)
+    relay = SmtpRelay(owner=owner, host=host, port=2525)
     with pytest.raises(ValidationError, match="private network"):
         relay.full_clean()
 
@@ -306,20 +306,28 @@ def test_relays_add_no_queries_per_message(owner, own_server, smtp_server):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_relays_deliver_side_by_side_in_threads(owner, own_server, smtp_server):
+def test_relays_deliver_side_by_side_in_threads(
+    owner, own_server, smtp_server, settings
+):
     """With PostgreSQL each relay has a thread of its own: a slow client
     relay and the service's deliver together, each recipient once."""
+    settings.DISPATCH_PROCESSES = 1  # threads of one process, no helpers
     own_server.recorder.delay = 0.05
+    smtp_server.recorder.delay = 0.02
     relay_for(owner, own_server)
     mine = people(owner, 20)
     due_mailing(owner, mine)
     other = UserFactory(email="other@example.com", verified=True, groups=["clients"])
-    theirs = people(other, 60)
+    theirs = people(other, 200)
     due_mailing(other, theirs)
-    assert dispatch_tick().sent == 80
+    assert dispatch_tick().sent == 220
     assert own_server.recorder.count_by_address() == {p.email: 1 for p in mine}
     assert smtp_server.recorder.count_by_address() == {p.email: 1 for p in theirs}
     assert set(Attempt.objects.values_list("status", flat=True)) == {"sent"}
+    # Side by side, not one after the other: the service's relay took mail
+    # while the slow one was still taking its own.
+    slow, quick = own_server.recorder.received_at, smtp_server.recorder.received_at
+    assert min(quick) < max(slow) and min(slow) < max(quick)
 
 
 def test_a_manager_sees_a_clients_relay_read_only_without_its_password(
@@ -384,3 +392,57 @@ def test_starttls_asked_of_a_relay_that_does_not_offer_it_sends_nothing(
     assert statuses(mailing) == ["queued"] * 2
     assert not own_server.recorder.messages
     assert "STARTTLS" in SmtpRelay.objects.get().problem
+
+
+def test_a_connection_goes_to_the_address_checked_not_a_new_answer(
+    owner, own_server, smtp_server, monkeypatch
+):
+    """A name that resolves to an allowed address when checked and to
+    another when connected to (DNS rebinding) is connected to where the
+    check said: the second answer is never asked for."""
+    import socket
+
+    import core.network
+
+    real = socket.getaddrinfo
+
+    def second_answer(host, *args, **kwargs):
+        # What the name says to anyone but the check: another address.
+        return real("127.0.0.2" if host == "relay.test" else host, *args, **kwargs)
+
+    class Checked:
+        IPPROTO_TCP = socket.IPPROTO_TCP
+
+        @staticmethod
+        def getaddrinfo(host, *args, **kwargs):
+            return real("127.0.0.1" if host == "relay.test" else host, *args, **kwargs)
+
+    monkeypatch.setattr(core.network, "socket", Checked)
+    monkeypatch.setattr(socket, "getaddrinfo", second_answer)
+    relay = relay_for(owner, own_server)
+    SmtpRelay.objects.filter(pk=relay.pk).update(host="relay.test")
+    recipients = people(owner, 2)
+    due_mailing(owner, recipients)
+    assert dispatch_tick().sent == 2
+    assert own_server.recorder.count_by_address() == {p.email: 1 for p in recipients}
+
+
+def test_a_password_never_goes_unencrypted_to_a_public_relay(owner, settings):
+    settings.SMTP_RELAY_ALLOW_PRIVATE = False
+    relay = SmtpRelay(owner=owner, host="8.8.8.8", port=2525, security="none")
+    relay.password_set("secret")
+    with pytest.raises(ValidationError, match="never sent over the internet"):
+        relay.full_clean()
+    relay.security = "starttls"
+    relay.full_clean()  # encrypted: fine
+
+
+def test_the_port_is_checked_again_before_each_connection(
+    owner, own_server, smtp_server, settings
+):
+    relay_for(owner, own_server)
+    settings.SMTP_RELAY_PORTS = [587]
+    mailing = due_mailing(owner, people(owner, 2))
+    dispatch_tick()
+    assert statuses(mailing) == ["queued"] * 2
+    assert "one of the ports 587" in SmtpRelay.objects.get().problem

@@ -23,7 +23,7 @@ from core.models import Attempt, MailingRun
 from core.models.clients import subscribed_q
 from core.models.suppressions import suppressed_q
 from core.models.users import sending_allowed_q
-from core.services.quotas import quota_open_q, quota_take
+from core.services.quotas import Period, quota_open_q, quota_take
 from core.services.signing import message_signing
 
 from .journal import HOST_TAG
@@ -92,7 +92,11 @@ def attempts_claim(
         if not ids:
             return []
         Attempt.objects.filter(pk__in=ids).update(
-            status=Status.SENDING, claim_token=token, claimed_at=Now()
+            status=Status.SENDING,
+            claim_token=token,
+            claimed_at=Now(),
+            # The day quota_take counted them on.
+            quota_day=Period.of(now).today,
         )
         attempts = list(
             Attempt.objects.filter(pk__in=ids)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from core.models import Attempt, Event, MailingRun
 from core.services.bounces import Finding, findings_record
 from core.services.bounces.severity import enhanced_status, severity_of
-from core.services.quotas import local_day, quota_give_back
+from core.services.quotas import quota_give_back
 
 from .outcome import FAILURES, Outcome, Summary
 from .runs import run_counts_add, runs_finish
@@ -83,11 +83,10 @@ def results_record(results: list, *, now=None) -> Summary:
     holder looked dead), what it recorded stands.
     """
     now = now or timezone.now()
-    held, taken = {}, {}
+    held = {}
     for result in results:
         attempt = result.attempt
         held[attempt.pk] = attempt.claim_token
-        taken[attempt.pk] = attempt.claimed_at or now
         attempt.claim_token, attempt.claimed_at = "", None
         if result.tried:
             attempt.tries += 1
@@ -137,7 +136,7 @@ def results_record(results: list, *, now=None) -> Summary:
         # What was taken but not handed to the relay is not the quota's.
         quota_give_back(
             Counter(
-                (result.attempt.owner_id, local_day(taken[result.attempt.pk]))
+                (result.attempt.owner_id, result.attempt.quota_day)
                 for result in results
                 if result.attempt.pk in written and not _handed(result)
             )
@@ -157,9 +156,13 @@ def results_record(results: list, *, now=None) -> Summary:
 
 def _handed(result) -> bool:
     """Whether a message went to the relay for good (what quotas count): sent,
-    refused for good once tried, or maybe sent."""
+    refused for good by the relay (its answer is a code), or maybe sent. One
+    that could not be built, or whose connection failed before any answer,
+    never reached it."""
     return result.outcome in (Outcome.SENT, Outcome.UNKNOWN) or (
-        result.outcome == Outcome.FAILED and result.tried
+        result.outcome == Outcome.FAILED
+        and result.tried
+        and result.response[:1].isdigit()
     )
 
 

@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import connection, connections
@@ -110,11 +111,20 @@ def deliver(*, time_budget: float, run_ids=None, progress=None, share=1) -> Summ
     if len(senders) == 1:
         return senders[0].run(progress=progress)
     summary = Summary()
-    parallel = parallel_allowed() and not connection.in_atomic_block
+    # Threads of one process share its rate limits whatever the cache; they
+    # need only claims that skip each other's rows, and no open transaction.
+    parallel = (
+        connection.features.has_select_for_update_skip_locked
+        and not connection.in_atomic_block
+    )
     lock = threading.Lock()
 
     def run(sender):
-        done = sender.run(progress=progress)
+        row = relays.get(sender.relay_owner) if sender.relay else None
+        with relay_turn(row) as mine:
+            if not mine:
+                return  # another process sends through it, under its rate limit
+            done = sender.run(progress=progress)
         if sender.relay is not None:
             row = relays[sender.relay_owner]
             if sender.unreachable or done.sent or done.failed:
@@ -128,7 +138,7 @@ def deliver(*, time_budget: float, run_ids=None, progress=None, share=1) -> Summ
         except Exception:  # its claims stay journaled; the next tick settles them
             logger.exception("Delivery through %s stopped", relay_name(sender.relay))
         finally:
-            connection.close()  # this thread's own
+            connection.close()  # this thread's own, and its relay's lock
 
     if not parallel:
         for sender in senders:
@@ -146,6 +156,38 @@ def deliver(*, time_budget: float, run_ids=None, progress=None, share=1) -> Summ
         for thread in threads:
             thread.join()
     return summary
+
+
+@contextmanager
+def relay_turn(row):
+    """Whether this process may send through a client's relay (`row`; None:
+    the service's) now. With a rate limit on the relay and a cache that does
+    not count atomically across processes, one process at a time does: a
+    PostgreSQL session lock per relay, let go when its delivery ends (or its
+    connection closes, should the process die)."""
+    if (
+        row is None
+        or not row.rate_limit
+        or cache_counts_atomically()
+        or connection.vendor != "postgresql"  # one process delivers there
+    ):
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RELAY_LOCK, row.pk])
+        taken = cursor.fetchone()[0]
+    try:
+        yield taken
+    finally:
+        if taken:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_unlock(%s, %s)", [RELAY_LOCK, row.pk]
+                )
+
+
+# The first key of the relays' advisory locks ("relay" in ASCII).
+RELAY_LOCK = 0x72656C61
 
 
 def deliver_foreground(*, time_budget: float, run_ids=None, progress=None) -> Summary:

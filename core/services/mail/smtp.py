@@ -14,6 +14,7 @@ backends (files in development, memory in tests) go through
 import email
 import re
 import smtplib
+import socket
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -21,8 +22,9 @@ from email import policy
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends.smtp import EmailBackend
 
-from core.network import host_refusal
+from core.network import AddressRefused, relay_address
 
 # What the server answers MAIL, RCPT and DATA when it takes them.
 PIPELINE_ACCEPTED = ({250}, {250, 251}, {354})
@@ -100,12 +102,42 @@ def relay_name(relay: Relay | None = None) -> str:
     return settings.EMAIL_BACKEND
 
 
+class _Pinned:
+    """An SMTP session that connects to the address checked (`pinned`), not
+    to whatever the host name resolves to by then; TLS still verifies the
+    certificate for the host name."""
+
+    pinned = ""
+
+    def _get_socket(self, host, port, timeout):
+        sock = socket.create_connection(
+            (self.pinned, port), timeout, self.source_address
+        )
+        if isinstance(self, smtplib.SMTP_SSL):
+            sock = self.context.wrap_socket(sock, server_hostname=self._host)
+        return sock
+
+
+class _RelayBackend(EmailBackend):
+    """Django's SMTP backend, its sessions pinned to one checked address."""
+
+    def __init__(self, *, address: str, **kwargs):
+        super().__init__(**kwargs)
+        self.address = address
+
+    @property
+    def connection_class(self):
+        base = smtplib.SMTP_SSL if self.use_ssl else smtplib.SMTP
+        return type("PinnedSMTP", (_Pinned, base), {"pinned": self.address})
+
+
 def smtp_connection(relay: Relay | None, *, timeout: float):
-    """Django's SMTP backend for `relay` (None: as EMAIL_* configure it)."""
+    """Django's SMTP backend for `relay` (None: as EMAIL_* configure it).
+    AddressRefused where a client's relay may not be connected to."""
     if relay is None:
         return get_connection(fail_silently=False, timeout=timeout)
-    return get_connection(
-        SMTP_BACKEND,
+    return _RelayBackend(
+        address=relay_address(relay.host, relay.port),
         fail_silently=False,
         host=relay.host,
         port=relay.port,
@@ -136,11 +168,10 @@ class SmtpTransport:
 
     def _smtp(self, deadline: float | None = None):
         if self.backend is None or self.backend.connection is None:
-            if self.relay is not None and (
-                refused := host_refusal(self.relay.host, self.relay.port)
-            ):
-                raise ConnectionFailed(refused)
-            self.backend = smtp_connection(self.relay, timeout=_timeout(deadline))
+            try:
+                self.backend = smtp_connection(self.relay, timeout=_timeout(deadline))
+            except AddressRefused as error:
+                raise ConnectionFailed(str(error)) from error
             try:
                 self.backend.open()
                 # The deadline bounded opening; the session's waits are
