@@ -446,3 +446,32 @@ def test_the_port_is_checked_again_before_each_connection(
     dispatch_tick()
     assert statuses(mailing) == ["queued"] * 2
     assert "one of the ports 587" in SmtpRelay.objects.get().problem
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_rate_limited_relay_sends_from_one_process_at_a_time(
+    owner, own_server, smtp_server, settings
+):
+    """Without a cache that counts across processes, the relay's own rate
+    holds only if one process sends through it: the others leave its mail
+    for that one (here another session holds the relay's lock)."""
+    from core.services.dispatch.workers import RELAY_LOCK
+
+    settings.DISPATCH_PROCESSES = 1
+    relay = relay_for(owner, own_server, rate_limit="1000/s")
+    mailing = due_mailing(owner, people(owner, 3))
+    other = UserFactory(email="other@example.com", verified=True, groups=["clients"])
+    due_mailing(other, people(other, 2))
+    elsewhere = connection.get_new_connection(connection.get_connection_params())
+    try:
+        with elsewhere.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [RELAY_LOCK, relay.pk])
+        assert dispatch_tick().sent == 2  # the other client's, through ours
+        assert statuses(mailing) == ["queued"] * 3
+        with elsewhere.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RELAY_LOCK, relay.pk])
+        assert dispatch_tick().sent == 3
+        assert own_server.recorder.count_by_address().total() == 3
+    finally:
+        elsewhere.close()
