@@ -357,7 +357,15 @@ class Sender:
                 enough = MEASURE_ANSWERS_PER_CONNECTION * len(self.threads)
                 if elapsed >= MEASURE_SECONDS and answered >= enough:
                     target = self.concurrency.target
-                    if self.starved or len(self.threads) != target:
+                    # Judged only once every session of the count is open: on
+                    # a loaded machine a slow server's sessions may take more
+                    # than a window to open, and a window with some still
+                    # opening makes the next count look faster.
+                    if (
+                        self.starved
+                        or len(self.threads) != target
+                        or self.connected < target
+                    ):
                         pass
                     elif self.warmed != target:
                         self.warmed = target
