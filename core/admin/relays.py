@@ -75,6 +75,11 @@ class SmtpRelayAdmin(OwnedAdmin):
         (_("Last connection"), {"fields": ("checked_at", "problem")}),
     )
 
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        # Nothing to tell of a connection before the relay is saved.
+        return fieldsets if obj is not None else fieldsets[:-1]
+
     @admin.display(description=_("state"))
     def state(self, obj):
         if obj.checked_at is None:

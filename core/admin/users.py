@@ -37,12 +37,14 @@ class SendingQuotaForm(forms.Form):
         label=_("Messages a day"),
         min_value=0,
         required=False,
+        widget=forms.NumberInput(attrs={"class": "form-control w-auto"}),
         help_text=_("Empty: the service's default. 0 stops their sending."),
     )
     monthly_quota = forms.IntegerField(
         label=_("Messages a calendar month"),
         min_value=0,
         required=False,
+        widget=forms.NumberInput(attrs={"class": "form-control w-auto"}),
         help_text=_("Empty: the service's default. 0 stops their sending."),
     )
 

@@ -227,6 +227,9 @@ def test_a_relay_that_is_down_is_told_as_such(owner):
 
 def test_the_admin_form_stores_the_password_and_never_shows_it(client, owner):
     client.force_login(owner)
+    add = client.get(reverse("admin:core_smtprelay_add")).content.decode()
+    assert 'name="new_password"' in add
+    assert "Last connection" not in add  # nothing to tell before it is saved
     page = client.post(
         reverse("admin:core_smtprelay_add"),
         {
