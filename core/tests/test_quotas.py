@@ -524,3 +524,56 @@ def test_claims_on_both_sides_of_midnight_share_the_months_quota(owner):
         worker.join()
     assert not errors
     assert len(taken) == len({attempt.pk for attempt in taken}) == 150
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_claims_and_give_backs_of_several_clients_at_once_agree(owner):
+    """Workers claiming and recording batches that mix two limited clients,
+    half of each first claim going back unsent: no deadlock between the
+    usage rows' locks, and each client's count ends at what was sent."""
+    from core.services.dispatch.outcome import Outcome, Result
+    from core.services.dispatch.recording import results_record
+
+    other = UserFactory(email="other@example.com", verified=True, groups=["clients"])
+    for user in (owner, other):
+        user.daily_quota = 1000
+        user.save()
+        due_mailing(user, people(user, 150))
+    runs_open_due(now=timezone.now())
+    released_once, lock = set(), threading.Lock()
+    errors = []
+    start = threading.Barrier(4)
+
+    def work():
+        try:
+            start.wait()
+            while batch := attempts_claim(
+                token=token_new(), limit=20, now=timezone.now()
+            ):
+                results = []
+                for attempt in batch:
+                    with lock:
+                        first = attempt.pk not in released_once
+                        released_once.add(attempt.pk)
+                    back = first and attempt.pk % 2
+                    results.append(
+                        Result(attempt, Outcome.RELEASED)
+                        if back
+                        else Result(attempt, Outcome.SENT, "250 ok", True)
+                    )
+                results_record(results)
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=work) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors, errors
+    assert set(Attempt.objects.values_list("status", flat=True)) == {"sent"}
+    for user in (owner, other):
+        assert used_today(user) == 150
