@@ -240,22 +240,32 @@ def quota_take(wanted: Counter, *, owners: dict, now) -> dict:
 
 
 def _left_locked(owner_id: int, quota: Quota, period: Period) -> int:
-    # The row of the month's first day is locked first, by every claim of
-    # the month: two claims on either side of midnight cannot both take the
-    # month's last room (each would lock only its own day). Rows are always
-    # locked in (owner, day) order, as give-backs update them.
-    for day in sorted({period.month_start, period.today}):
-        SendingUsage.objects.get_or_create(owner_id=owner_id, day=day)
-        locked = list(
-            SendingUsage.objects.select_for_update()
-            .filter(owner_id=owner_id, day=day)
-            .values_list("count", flat=True)
+    """What the owner's quota leaves now, with every row of their month
+    locked until the claim commits (the month's first and today's are made
+    first where missing): two claims, even on either side of midnight,
+    cannot both take the month's last room. Rows lock in (owner, day)
+    order, the order give-backs update them in. One query, two more on a
+    day's first claim."""
+    month = (
+        SendingUsage.objects.select_for_update()
+        .filter(owner_id=owner_id, **period.month_days)
+        .order_by("day")
+        .values_list("day", "count")
+    )
+    days = dict(month)
+    needed = {period.month_start, period.today}
+    if not needed <= days.keys():
+        SendingUsage.objects.bulk_create(
+            [SendingUsage(owner_id=owner_id, day=day) for day in sorted(needed)],
+            ignore_conflicts=True,
         )
-    today = locked[0]
-    month = SendingUsage.objects.filter(
-        owner_id=owner_id, **period.month_days
-    ).aggregate(total=Coalesce(Sum("count"), 0))["total"]
-    usage = Usage(quota=quota, today=today, month=month, period=period)
+        days = dict(month.all())
+    usage = Usage(
+        quota=quota,
+        today=days.get(period.today, 0),
+        month=sum(days.values()),
+        period=period,
+    )
     return usage.left
 
 
