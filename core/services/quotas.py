@@ -241,25 +241,28 @@ def quota_take(wanted: Counter, *, owners: dict, now) -> dict:
 
 def _left_locked(owner_id: int, quota: Quota, period: Period) -> int:
     """What the owner's quota leaves now, with every row of their month
-    locked until the claim commits (the month's first and today's are made
-    first where missing): two claims, even on either side of midnight,
-    cannot both take the month's last room. Rows lock in (owner, day)
-    order, the order give-backs update them in. One query, two more on a
-    day's first claim."""
-    month = (
+    locked until the claim commits: two claims, even on either side of
+    midnight, cannot both take the month's last room. Rows lock in (owner,
+    day) order, the order give-backs update them in.
+
+    The month's first and today's rows are made (or found made) before any
+    is locked: a claim that waited for another's new row while holding the
+    month's first would deadlock with that claim. The month's first comes
+    first in both the insert and the lock, so whoever waits holds nothing
+    of this owner's. Two queries."""
+    SendingUsage.objects.bulk_create(
+        [
+            SendingUsage(owner_id=owner_id, day=day)
+            for day in sorted({period.month_start, period.today})
+        ],
+        ignore_conflicts=True,
+    )
+    days = dict(
         SendingUsage.objects.select_for_update()
         .filter(owner_id=owner_id, **period.month_days)
         .order_by("day")
         .values_list("day", "count")
     )
-    days = dict(month)
-    needed = {period.month_start, period.today}
-    if not needed <= days.keys():
-        SendingUsage.objects.bulk_create(
-            [SendingUsage(owner_id=owner_id, day=day) for day in sorted(needed)],
-            ignore_conflicts=True,
-        )
-        days = dict(month.all())
     usage = Usage(
         quota=quota,
         today=days.get(period.today, 0),
