@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, IntegerField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.db.models.lookups import LessThanOrEqual
@@ -239,6 +240,11 @@ def quota_take(wanted: Counter, *, owners: dict, now) -> dict:
     return granted
 
 
+# (owner id, month's first day, today) whose rows a committed claim of this
+# process made or found: later claims that day need not make them again.
+_ROWS_MADE: set = set()
+
+
 def _left_locked(owner_id: int, quota: Quota, period: Period) -> int:
     """What the owner's quota leaves now, with every row of their month
     locked until the claim commits: two claims, even on either side of
@@ -248,15 +254,22 @@ def _left_locked(owner_id: int, quota: Quota, period: Period) -> int:
     The month's first and today's rows are made (or found made) before any
     is locked: a claim that waited for another's new row while holding the
     month's first would deadlock with that claim. The month's first comes
-    first in both the insert and the lock, so whoever waits holds nothing
-    of this owner's. Two queries."""
-    SendingUsage.objects.bulk_create(
-        [
-            SendingUsage(owner_id=owner_id, day=day)
-            for day in sorted({period.month_start, period.today})
-        ],
-        ignore_conflicts=True,
-    )
+    first in both the insert and the lock, so whoever waits holds none of
+    this owner's rows. One query, and one more on this process's first
+    claim of the day for the owner."""
+    made = (owner_id, period.month_start, period.today)
+    if made not in _ROWS_MADE:
+        SendingUsage.objects.bulk_create(
+            [
+                SendingUsage(owner_id=owner_id, day=day)
+                for day in sorted({period.month_start, period.today})
+            ],
+            ignore_conflicts=True,
+        )
+        if len(_ROWS_MADE) > 10_000:
+            _ROWS_MADE.clear()
+        # Known made only once this claim commits.
+        transaction.on_commit(lambda: _ROWS_MADE.add(made))
     days = dict(
         SendingUsage.objects.select_for_update()
         .filter(owner_id=owner_id, **period.month_days)

@@ -2,6 +2,7 @@ import pytest
 from django.core.cache import cache
 from django.utils import translation
 
+from core.services.quotas import _ROWS_MADE
 from core.services.roles import CLIENTS, MANAGERS
 from core.services.tracking import RUNS
 
@@ -21,9 +22,11 @@ def _fast_isolated_settings(settings):
     }
     cache.clear()
     RUNS.clear()
+    _ROWS_MADE.clear()
     yield
     cache.clear()
     RUNS.clear()
+    _ROWS_MADE.clear()
     # The language a request's Accept-Language chose stays active in the
     # thread after the test client returns: the next test starts in the
     # default one, as a fresh process does.
