@@ -21,14 +21,20 @@ class AddressRefused(Exception):
     """The service may not connect there for a client; the message says why."""
 
 
+def port_refusal(port: int) -> str:
+    """Why a client's relay may not be on `port` ("" if it may)."""
+    if port in settings.SMTP_RELAY_PORTS:
+        return ""
+    return _("A relay listens on one of the ports %(ports)s.") % {
+        "ports": ", ".join(map(str, settings.SMTP_RELAY_PORTS))
+    }
+
+
 def relay_address(host: str, port: int) -> str:
     """The IP address to connect to for a client's relay at `host`:`port`;
     AddressRefused if there is none the service may use."""
-    if port not in settings.SMTP_RELAY_PORTS:
-        raise AddressRefused(
-            _("A relay listens on one of the ports %(ports)s.")
-            % {"ports": ", ".join(map(str, settings.SMTP_RELAY_PORTS))}
-        )
+    if refused := port_refusal(port):
+        raise AddressRefused(refused)
     try:
         found = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as error:

@@ -10,11 +10,12 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from core import tasks
-from core.models import Attempt, Event, MailingRun, SmtpRelay, UnreadBounce
+from core.models import Attempt, Event, MailingRun, UnreadBounce
 from core.models.base import sees_all
 from core.services import dispatch, events, mailings
 from core.services.mail.message import message_sender
 from core.services.quotas import usage_of
+from core.services.relays import relay_active_of
 from core.services.tracking import MACHINE_REASONS
 
 
@@ -144,13 +145,19 @@ class MailingRunAdmin(ReportAdmin):
     @admin.display(description=_("held back"))
     def held_back(self, obj):
         """Why what is left of the run waits: the owner's own relay failing,
-        or their sending quota used up."""
+        or their sending quota used up. Read once for the page (its fieldsets
+        ask too)."""
+        if not hasattr(obj, "_held_back"):
+            obj._held_back = self._held_back(obj)
+        return obj._held_back
+
+    def _held_back(self, obj):
         settled = obj.sent_count + obj.failed_count + obj.skipped_count
         waiting = obj.total_count - settled - obj.unknown_count
         over = obj.status in (MailingRun.Status.FINISHED, MailingRun.Status.SKIPPED)
         if over or waiting <= 0:
             return "—"
-        relay = SmtpRelay.objects.filter(owner_id=obj.owner_id, is_active=True).first()
+        relay = relay_active_of(obj.owner_id)
         if relay is not None and relay.problem:
             return _(
                 "Your SMTP relay %(relay)s: %(problem)s. The rest waits, queued, "

@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from core.models import User
+from core.models.users import quotas_check
 from core.services.accounts import users_set_active, users_set_quota, users_set_sending
 from core.services.quotas import quota_of, usage_of
 
@@ -50,12 +51,7 @@ class SendingQuotaForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        daily, monthly = cleaned.get("daily_quota"), cleaned.get("monthly_quota")
-        if daily is not None and monthly is not None and daily > monthly:
-            raise forms.ValidationError(
-                _("A day cannot allow more than its month: %(daily)d > %(monthly)d.")
-                % {"daily": daily, "monthly": monthly}
-            )
+        quotas_check(cleaned.get("daily_quota"), cleaned.get("monthly_quota"))
         return cleaned
 
 

@@ -15,7 +15,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from core.keys import SecretUnavailable, secret_decrypt, secret_encrypt
-from core.network import host_refusal
+from core.network import host_refusal, port_refusal
 
 from .base import OwnedModel
 from .senders import domain_normalize
@@ -99,13 +99,8 @@ class SmtpRelay(OwnedModel):
                 raise ValidationError(
                     {"host": _("Give the relay's host name, e.g. smtp.yandex.ru.")}
                 ) from error
-        if self.port not in settings.SMTP_RELAY_PORTS:
-            raise ValidationError(
-                {
-                    "port": _("A relay listens on one of the ports %(ports)s.")
-                    % {"ports": ", ".join(map(str, settings.SMTP_RELAY_PORTS))}
-                }
-            )
+        if problem := port_refusal(self.port):
+            raise ValidationError({"port": problem})
         if problem := host_refusal(self.host, self.port):
             raise ValidationError({"host": problem})
         if (

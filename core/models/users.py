@@ -1,5 +1,6 @@
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
@@ -32,6 +33,16 @@ TRACK_RECIPIENTS_HELP = _(
     "Unset, opens and clicks are only counted: nobody can see who opened "
     "or clicked, and segments by opens and clicks find no one."
 )
+
+
+def quotas_check(daily: int | None, monthly: int | None) -> None:
+    """The one rule for a user's pair of quotas: a day cannot allow more than
+    its month. ValidationError if it would."""
+    if daily is not None and monthly is not None and daily > monthly:
+        raise ValidationError(
+            _("A day cannot allow more than its month: %(daily)d > %(monthly)d.")
+            % {"daily": daily, "monthly": monthly}
+        )
 
 
 class UserManager(BaseUserManager):
@@ -180,6 +191,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     def clean(self):
         super().clean()
         self.email = type(self).objects.normalize_email(self.email)
+        try:
+            quotas_check(self.daily_quota, self.monthly_quota)
+        except ValidationError as error:
+            raise ValidationError({"daily_quota": error.messages}) from error
 
     def sending_refusal(self) -> str:
         """Why nothing of this user may be sent now ("" if it may)."""

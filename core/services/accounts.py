@@ -18,6 +18,7 @@ from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from core.links import absolute_url
+from core.models.users import quotas_check
 
 from .roles import CLIENTS, MANAGERS
 
@@ -301,6 +302,7 @@ def users_set_quota(*, users, daily: int | None, monthly: int | None, actor) -> 
     """A manager sets users' sending quotas (None: the service's default);
     (changed, refused). A raised quota lets their queued mail go at the next
     claim; a lowered one holds back what exceeds it from then on."""
+    quotas_check(daily, monthly)
 
     def change(user) -> bool:
         if (user.daily_quota, user.monthly_quota) == (daily, monthly):

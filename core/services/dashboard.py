@@ -10,8 +10,8 @@ from datetime import datetime, time, timedelta
 from itertools import pairwise
 
 from django.core.cache import cache
-from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum, Window
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Window
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from core.models import (
@@ -25,7 +25,7 @@ from core.models import (
 )
 from core.models.base import sees_all
 from core.models.mailings import active_q
-from core.services.quotas import Period, Usage, quota_from, usage_of
+from core.services.quotas import Period, Usage, quota_from, usage_of, usage_total
 
 DASHBOARD_DAYS = 30
 DASHBOARD_TOP_OWNERS = 50
@@ -252,21 +252,9 @@ def _usage_subqueries(period) -> dict:
     """Each owner's sending today and this month (SendingUsage), as
     annotations of the per-owner query: no query of their own."""
     rows = SendingUsage.objects.filter(owner=OuterRef("owner_id"))
-
-    def total(filtered):
-        return Coalesce(
-            Subquery(
-                filtered.values("owner")
-                .annotate(total=Sum("count"))
-                .values("total")[:1],
-                output_field=IntegerField(),
-            ),
-            0,
-        )
-
     return {
-        "usage_today": total(rows.filter(day=period.today)),
-        "usage_month": total(rows.filter(**period.month_days)),
+        "usage_today": usage_total(rows.filter(day=period.today)),
+        "usage_month": usage_total(rows.filter(**period.month_days)),
     }
 
 

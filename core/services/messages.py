@@ -7,7 +7,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template import TemplateSyntaxError
 from django.utils.translation import gettext as _
 
-from core.models import Client, Field, Mailing, SmtpRelay
+from core.models import Client, Field, Mailing
 
 from .mail.dkim import dkim_sign
 from .mail.message import envelope_sender, message_sender
@@ -20,7 +20,7 @@ from .mail.tracking import (
     tracking_fill,
 )
 from .mail.verp import verp_token
-from .relays import relay_of
+from .relays import relay_active_of, relay_of
 from .signing import message_signing
 from .tracking import message_tracked
 from .unsubscribe import unsubscribe_url
@@ -172,7 +172,7 @@ def message_send_test(*, message, to: str) -> tuple[bool, str]:
     if preview["html"]:
         email.attach_alternative(preview["html"], "text/html")
     # Through the owner's own relay, as their mailings go, where they have one.
-    row = SmtpRelay.objects.filter(owner_id=message.owner_id, is_active=True).first()
+    row = relay_active_of(message.owner_id)
     try:
         relay = relay_of(row) if row else None
         if signing.key is None and relay is None:

@@ -6,7 +6,7 @@ empty, the service's SENDING_QUOTA_DAILY and SENDING_QUOTA_MONTHLY hold
 (empty: no limit). Days and months are those of TIME_ZONE.
 
 Usage is counted in `SendingUsage`, for every client: a claim adds what it
-takes, under a lock on the client's row of the day when a quota applies, so
+takes, with the client's rows of the month locked when a quota applies, so
 workers on any machine never take more than is left between them; what goes
 back to the queue unsent (a retry later, a paused run, a stopped worker) is
 given back when its result is recorded. What exceeds a quota stays queued,
@@ -154,31 +154,30 @@ class Usage:
 
 
 def usage_of(user, *, now=None) -> Usage:
-    """`user`'s usage of the current day and month."""
-    return usages_of({user.pk: quota_of(user)}, now=now)[user.pk]
-
-
-def usages_of(quotas: dict, *, now=None) -> dict:
-    """Owner id → Usage for each owner id → Quota of `quotas`, in one query."""
+    """`user`'s usage of the current day and month, in one query."""
     period = Period.of(now or timezone.now())
-    rows = (
-        SendingUsage.objects.filter(owner_id__in=quotas, **period.month_days)
-        .values("owner_id")
-        .annotate(
-            month=Sum("count"),
-            today=Coalesce(Sum("count", filter=Q(day=period.today)), 0),
-        )
+    totals = SendingUsage.objects.filter(owner=user, **period.month_days).aggregate(
+        month=Coalesce(Sum("count"), 0),
+        today=Coalesce(Sum("count", filter=Q(day=period.today)), 0),
     )
-    used = {row["owner_id"]: (row["today"], row["month"]) for row in rows}
-    return {
-        owner_id: Usage(
-            quota=quota,
-            today=used.get(owner_id, (0, 0))[0],
-            month=used.get(owner_id, (0, 0))[1],
-            period=period,
-        )
-        for owner_id, quota in quotas.items()
-    }
+    return Usage(
+        quota=quota_of(user),
+        today=totals["today"],
+        month=totals["month"],
+        period=period,
+    )
+
+
+def usage_total(rows):
+    """The sum of `rows` (SendingUsage, filtered on an OuterRef owner) as an
+    expression of the outer query; 0 where there are none."""
+    return Coalesce(
+        Subquery(
+            rows.values("owner").annotate(total=Sum("count")).values("total")[:1],
+            output_field=IntegerField(),
+        ),
+        0,
+    )
 
 
 def quota_open_q(*, now, owner: str = "owner") -> Q:
@@ -196,13 +195,7 @@ def quota_open_q(*, now, owner: str = "owner") -> Q:
             usage.filter(**period.month_days),
         ),
     ):
-        used = Coalesce(
-            Subquery(
-                rows.values("owner").annotate(total=Sum("count")).values("total")[:1],
-                output_field=IntegerField(),
-            ),
-            0,
-        )
+        used = usage_total(rows)
         own = f"{owner}__{field}"
         if default is None:
             # Only clients with a limit of their own are held.
@@ -222,7 +215,7 @@ def quota_take(wanted: Counter, *, owners: dict, now) -> dict:
     owner's cut down to what their quota leaves; owner id → messages granted.
     `owners` holds the users by id.
 
-    Runs in the claim's transaction. A limited owner's row of the day is
+    Runs in the claim's transaction. A limited owner's rows of the month are
     locked until it commits, so two claims never both take the last room.
     """
     period = Period.of(now)

@@ -45,6 +45,11 @@ def relay_of(row: SmtpRelay) -> Relay:
     )
 
 
+def relay_active_of(owner_id: int) -> SmtpRelay | None:
+    """The relay the owner's mail goes through now (None: the service's)."""
+    return SmtpRelay.objects.filter(owner_id=owner_id, is_active=True).first()
+
+
 def relays_with_work(queued) -> list[SmtpRelay]:
     """The active relays of clients with attempts in `queued` (a queryset of
     attempts a worker could claim now)."""

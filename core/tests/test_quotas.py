@@ -605,3 +605,22 @@ def test_a_claim_for_a_client_with_a_quota_costs_one_query_more(
     # Once that claim committed: the runs' filter, the lock and the UPDATE.
     assert len(usage_queries()) == 3
     assert used_today(owner) == 10
+
+
+def test_a_day_above_its_month_is_refused_by_every_door(owner, manager):
+    """The action's form (above), the model's own check (the superuser's
+    change form, the shell) and the service."""
+    from django.core.exceptions import ValidationError
+
+    owner.daily_quota, owner.monthly_quota = 500, 100
+    with pytest.raises(ValidationError, match="A day cannot allow more"):
+        owner.full_clean()
+    with pytest.raises(ValidationError, match="A day cannot allow more"):
+        users_set_quota(
+            users=User.objects.filter(pk=owner.pk),
+            daily=500,
+            monthly=100,
+            actor=manager,
+        )
+    owner.refresh_from_db()
+    assert (owner.daily_quota, owner.monthly_quota) == (None, None)
