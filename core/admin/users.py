@@ -214,6 +214,8 @@ class UserAdmin(DjangoUserAdmin):
             "users": queryset,
             "form": form,
             "defaults": quota_of(User()),
+            "action": "set_sending_quota",
+            "list_id": "quota-users",
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/core/user/sending_quota.html", context)
@@ -246,6 +248,8 @@ class UserAdmin(DjangoUserAdmin):
             "opts": self.opts,
             "users": queryset,
             "form": form,
+            "action": "suspend_sending",
+            "list_id": "suspend-users",
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(

@@ -236,6 +236,25 @@ def shot(page, name):
     page.screenshot(path=ARTIFACTS / f"{name}.png", animations="disabled")
 
 
+def failure_kept(page, worker, name):
+    """The page as it failed (a screenshot and its HTML) and the worker's log."""
+    try:
+        shot(page, name)
+        (ARTIFACTS / f"{name}.html").write_text(page.content())
+    except Exception as error:  # the page itself may be what broke
+        print(f"no failure screenshot: {error}")
+    print(worker.tail())
+
+
+def docs_screenshots_update(names: dict):
+    """With JOURNEY_UPDATE_DOCS=1, the README's screenshots from this run's."""
+    if not os.environ.get("JOURNEY_UPDATE_DOCS"):
+        return
+    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for artifact, name in names.items():
+        shutil.copyfile(ARTIFACTS / f"{artifact}.png", DOCS_SCREENSHOTS / f"{name}.png")
+
+
 def wait_until(predicate, *, timeout, interval=0.25):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -690,20 +709,10 @@ def test_reader_signs_up_sends_a_mailing_and_a_manager_oversees_it(
             shot(reader, "13-home-en")
             reader.context.close()
     except BaseException:
-        try:
-            shot(page, "failure")
-            (ARTIFACTS / "failure.html").write_text(page.content())
-        except Exception as error:  # the page itself may be what broke
-            print(f"no failure screenshot: {error}")
-        print(worker.tail())
+        failure_kept(page, worker, "failure")
         raise
 
-    if os.environ.get("JOURNEY_UPDATE_DOCS"):
-        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        for artifact, name in FOR_DOCS.items():
-            shutil.copyfile(
-                ARTIFACTS / f"{artifact}.png", DOCS_SCREENSHOTS / f"{name}.png"
-            )
+    docs_screenshots_update(FOR_DOCS)
     print(f"journey took {time.monotonic() - started:.1f} s")
 
 
@@ -831,17 +840,7 @@ def test_a_client_sends_as_their_own_domain_and_both_verifiers_pass(
             expect(page.locator("body")).to_contain_text("DKIM")
             shot(page, "22-sender-report")
     except BaseException:
-        try:
-            shot(page, "failure-sender")
-            (ARTIFACTS / "failure-sender.html").write_text(page.content())
-        except Exception as error:  # the page itself may be what broke
-            print(f"no failure screenshot: {error}")
-        print(worker.tail())
+        failure_kept(page, worker, "failure-sender")
         raise
 
-    if os.environ.get("JOURNEY_UPDATE_DOCS"):
-        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        for artifact, name in FOR_DOCS_SENDER.items():
-            shutil.copyfile(
-                ARTIFACTS / f"{artifact}.png", DOCS_SCREENSHOTS / f"{name}.png"
-            )
+    docs_screenshots_update(FOR_DOCS_SENDER)
