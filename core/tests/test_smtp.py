@@ -290,7 +290,7 @@ def test_a_server_without_smtputf8_is_never_asked_for_it(raw, pipelining):
 
 
 def test_smtp_short_cuts_match_the_library():
-    from core.services.mail.smtp import DOT_LINE, dot_stuff, quoteaddr
+    from core.services.mail.smtp import dot_stuff, quoteaddr
 
     rng = random.Random(7)
     characters = "abz09.!#$%&'*+/=?^_`{|}~-@ <>\"(),:;[]\\"
@@ -300,4 +300,5 @@ def test_smtp_short_cuts_match_the_library():
         plain = "".join(rng.choice("abz09._-+") for _ in range(8)) + "@example.org"
         assert quoteaddr(plain) == smtplib.quoteaddr(plain) == f"<{plain}>"
         data = bytes(rng.choice(b".\r\nab ") for _ in range(rng.randrange(60)))
-        assert dot_stuff(data) == DOT_LINE.sub(b"..", data), data
+        # smtplib's own dot-stuffing (what SMTP.data sends) is the judge.
+        assert dot_stuff(data) == smtplib._quote_periods(data), data

@@ -29,7 +29,6 @@ from core.network import AddressRefused, relay_address
 # What the server answers MAIL, RCPT and DATA when it takes them.
 PIPELINE_ACCEPTED = ({250}, {250, 251}, {354})
 # Lines of content that start with a dot get another (RFC 5321 4.5.2).
-DOT_LINE = re.compile(rb"(?m)^\.")
 # An address smtplib.quoteaddr would only bracket: no name, quotes,
 # comments or routes for email.utils.parseaddr to take apart.
 PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\Z")
@@ -350,12 +349,11 @@ def quoteaddr(address: str) -> str:
 
 
 def dot_stuff(data: bytes) -> bytes:
-    """A dot doubled at the start of every line (RFC 5321 4.5.2). Most
-    messages have none, and finding that out is a search, not a regex
-    pass over every line (some 70 µs for 12 KB)."""
-    if data.startswith(b".") or b"\n." in data:
-        return DOT_LINE.sub(b"..", data)
-    return data
+    """A dot doubled at the start of every line (RFC 5321 4.5.2): a
+    replacement in C, where a regular expression's pass over every line cost
+    some 70 µs for 12 KB."""
+    data = data.replace(b"\n.", b"\n..")
+    return b"." + data if data.startswith(b".") else data
 
 
 def _mail_options(smtp, data: bytes) -> list[str]:
