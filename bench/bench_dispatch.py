@@ -3,7 +3,7 @@
 A personalised mailing (the recipient's name in the subject and both bodies,
 text and HTML) goes to 10,000 recipients through `dispatch_tick()` and the
 Django SMTP backend, into an SMTP sink on a loopback port: Postfix's
-`smtp-sink` when it is installed, otherwise an aiosmtpd server (bench/sink.py).
+`smtp-sink` when it is installed, otherwise bench/sink.py's asyncio server.
 The same run measures:
 
 - the ceiling: the same messages built by the pipeline's `compose` (tracked
@@ -32,7 +32,7 @@ of sending alone. A run takes about four minutes on two cores.
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
         .venv/bin/python -m bench dispatch
 
-Set BENCH_SINK=aiosmtpd to use the aiosmtpd sink even where smtp-sink exists.
+Set BENCH_SINK=aiosmtpd to use an aiosmtpd server as every sink.
 """
 
 import json

@@ -1,12 +1,19 @@
 """An SMTP sink in its own process, for benchmarks of the send path.
 
 `SinkProcess` starts Postfix's `smtp-sink` when it is installed (written in C,
-it costs the machine next to nothing), otherwise this module as an aiosmtpd
-server. Either way the sink accepts every message on a loopback port, may
-wait before answering DATA, and reports how many messages it received when
-it is stopped.
+it costs the machine next to nothing), otherwise, and wherever it must wait
+less than a second before answering or keep a sample, this module. Either
+way the sink accepts every message on a loopback port, may wait before
+answering DATA, and reports how many messages it received when it is stopped.
 
-Run alone, this module is the aiosmtpd sink:
+This module's sink is a plain asyncio protocol: a server 20 ms away does not
+share the sender's cores, and one here should take as little of them as it
+can. aiosmtpd, a full server, spent about 1 ms of CPU a message, as much as
+the fastest sender it measured, and so held back exactly the senders that
+need little; this one spends a tenth of that. `--aiosmtpd` (BENCH_SINK=aiosmtpd
+for the benchmarks) runs the aiosmtpd server instead, with the same counts.
+
+Run alone, this module is the sink:
 
     .venv/bin/python -m bench.sink --port 2525 --delay-ms 20 [--sample FILE]
 
@@ -20,6 +27,7 @@ dot-stuffing undone), the message to the first recipient in address order
 """
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -83,8 +91,13 @@ class SinkProcess:
                 self.command += ["-u", "nobody"]  # it refuses to run as root
             self.command += [f"127.0.0.1:{self.port}", "1024"]
         else:
-            self.kind = "aiosmtpd"
-            self.label = "aiosmtpd (bench/sink.py)"
+            aiosmtpd = os.environ.get("BENCH_SINK", "") == "aiosmtpd"
+            self.kind = "aiosmtpd" if aiosmtpd else "asyncio"
+            self.label = (
+                "aiosmtpd (bench/sink.py --aiosmtpd)"
+                if aiosmtpd
+                else "asyncio protocol (bench/sink.py)"
+            )
             self.command = [
                 sys.executable,
                 "-m",
@@ -94,6 +107,7 @@ class SinkProcess:
                 "--delay-ms",
                 str(delay_ms),
                 *(["--pipelining"] if pipelining else []),
+                *(["--aiosmtpd"] if aiosmtpd else []),
             ]
             if sample is not None:
                 self.command += ["--sample", str(sample)]
@@ -120,7 +134,7 @@ class SinkProcess:
         raise RuntimeError(f"the sink did not start: {' '.join(self.command)}")
 
     def _ready(self) -> bool:
-        if self.kind == "aiosmtpd":
+        if self.kind != "postfix":
             self.output.seek(0)
             return b"ready" in self.output.read()
         try:
@@ -160,7 +174,7 @@ class SinkProcess:
             self.stop()
 
 
-# --- the aiosmtpd sink ------------------------------------------------------
+# --- this module's sinks ----------------------------------------------------
 
 
 def recipient_tag(address: str) -> str:
@@ -169,42 +183,29 @@ def recipient_tag(address: str) -> str:
     return local.rpartition(".")[2] if "." in local else ""
 
 
-class CountingHandler:
-    """Accepts everything; counts messages and copies per recipient."""
+class Counts:
+    """Messages and copies per recipient; with `sample`, keeps the first
+    recipient's message there."""
 
-    def __init__(
-        self, delay: float, sample: str | None = None, pipelining: bool = False
-    ):
-        self.delay = delay
+    def __init__(self, sample: str | None = None):
         self.sample = sample
         self.sampled = None  # whose message the sample is
-        self.pipelining = pipelining
         self.messages = 0
         self.per_recipient = Counter()
         self.per_tag = Counter()
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        session.host_name = hostname
-        if self.pipelining:
-            responses.insert(-1, "250-PIPELINING")
-        return responses
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.delay:
-            import asyncio
-
-            await asyncio.sleep(self.delay)
+    def received(self, recipients: list[str], content: bytes) -> int:
+        """Count one message (its content with dot-stuffing undone); its number."""
         self.messages += 1
-        first = min(envelope.rcpt_tos)
+        first = min(recipients)
         if self.sample and (self.sampled is None or first < self.sampled):
-            content = envelope.original_content or envelope.content
             Path(self.sample).write_bytes(content)
             self.sampled = first
-        self.per_recipient.update(envelope.rcpt_tos)
-        self.per_tag[recipient_tag(envelope.rcpt_tos[0])] += 1
-        return f"250 2.0.0 Ok: queued as {self.messages}"
+        self.per_recipient.update(recipients)
+        self.per_tag[recipient_tag(recipients[0])] += 1
+        return self.messages
 
-    def counts(self) -> dict:
+    def summary(self) -> dict:
         tags = {}
         for address, copies in self.per_recipient.items():
             tag = tags.setdefault(
@@ -224,22 +225,177 @@ class CountingHandler:
         }
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--delay-ms", type=int, default=0)
-    parser.add_argument("--pipelining", action="store_true")
-    parser.add_argument("--sample", help="keep the first recipient's message here")
-    args = parser.parse_args(argv)
+# What aiosmtpd's server offers, and PIPELINING where asked.
+EXTENSIONS = ("SIZE 33554432", "8BITMIME", "SMTPUTF8", "HELP")
+END_OF_DATA = b"\r\n.\r\n"
+ADDRESS = re.compile(rb"<([^>]*)>")
 
+
+class SinkProtocol(asyncio.Protocol):
+    """One SMTP session: every message accepted, DATA answered after `delay`.
+
+    Commands are taken in order, pipelined or not (RFC 2920): while an
+    answer waits out the delay, the commands after it wait too, as they
+    would at a real server.
+    """
+
+    def __init__(self, counts: Counts, *, delay: float, pipelining: bool):
+        self.counts = counts
+        self.delay = delay
+        self.extensions = (("PIPELINING",) if pipelining else ()) + EXTENSIONS
+        self.buffer = bytearray()
+        self.in_data = False
+        self.searched = 0  # of the buffer, for the end of DATA
+        self.waiting = False
+        self.recipients = []
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(b"220 127.0.0.1 ESMTP bench sink\r\n")
+
+    def data_received(self, data):
+        self.buffer += data
+        if not self.waiting:
+            self._work()
+
+    def _work(self):
+        while not self.waiting and self.transport is not None:
+            if self.in_data:
+                if self.buffer.startswith(b".\r\n"):
+                    content, taken = b"", 3  # an empty message
+                else:
+                    end = self.buffer.find(END_OF_DATA, max(0, self.searched - 4))
+                    if end < 0:
+                        self.searched = len(self.buffer)
+                        return
+                    # The content keeps its last line's CRLF.
+                    content, taken = bytes(self.buffer[: end + 2]), end + 5
+                del self.buffer[:taken]
+                self.in_data, self.searched = False, 0
+                self._message(content)
+                continue
+            line_end = self.buffer.find(b"\r\n")
+            if line_end < 0:
+                return
+            line = bytes(self.buffer[:line_end])
+            del self.buffer[: line_end + 2]
+            self._command(line)
+
+    def _message(self, content: bytes):
+        # Transparency (RFC 5321 4.5.2): a doubled dot at a line's start.
+        if content.startswith(b".."):
+            content = content[1:]
+        content = content.replace(b"\r\n..", b"\r\n.")
+        recipients, self.recipients = self.recipients, []
+        number = self.counts.received(recipients, content)
+        self._answer(f"250 2.0.0 Ok: queued as {number}", delay=self.delay)
+
+    def _command(self, line: bytes):
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            lines = ["127.0.0.1", *self.extensions]
+            self._answer(
+                "\r\n".join(
+                    f"250{' ' if n == len(lines) - 1 else '-'}{text}"
+                    for n, text in enumerate(lines)
+                )
+            )
+        elif verb == b"HELO":
+            self._answer("250 127.0.0.1")
+        elif verb == b"MAIL":
+            self.recipients = []
+            self._answer("250 OK")
+        elif verb == b"RCPT":
+            found = ADDRESS.search(line)
+            if found is None:
+                self._answer("501 Syntax: RCPT TO: <address>")
+                return
+            self.recipients.append(found.group(1).decode("utf-8", "replace"))
+            self._answer("250 OK")
+        elif verb == b"DATA":
+            if not self.recipients:
+                self._answer("503 Error: need RCPT command")
+                return
+            self.in_data = True
+            self._answer("354 End data with <CR><LF>.<CR><LF>")
+        elif verb == b"RSET":
+            self.recipients = []
+            self._answer("250 OK")
+        elif verb == b"NOOP":
+            self._answer("250 OK")
+        elif verb == b"QUIT":
+            self._answer("221 Bye")
+            self.transport.close()
+            self.transport = None
+        else:
+            self._answer("500 Error: command not recognized")
+
+    def _answer(self, text: str, *, delay: float = 0):
+        if not delay:
+            self.transport.write(text.encode() + b"\r\n")
+            return
+        self.waiting = True
+        asyncio.get_running_loop().call_later(delay, self._answer_late, text)
+
+    def _answer_late(self, text: str):
+        self.waiting = False
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(text.encode() + b"\r\n")
+        self._work()
+
+    def connection_lost(self, exc):
+        self.transport = None
+
+
+def serve(*, port: int, delay: float, pipelining: bool, counts: Counts) -> None:
+    """This module's sink until SIGTERM or SIGINT."""
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(
+        loop.create_server(
+            lambda: SinkProtocol(counts, delay=delay, pipelining=pipelining),
+            "127.0.0.1",
+            port,
+            backlog=1024,
+        )
+    )
+    stopped = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopped.set)
+    print("ready", flush=True)
+    loop.run_until_complete(stopped.wait())
+    server.close()
+    loop.close()
+
+
+class CountingHandler:
+    """An aiosmtpd handler that accepts everything and counts it."""
+
+    def __init__(self, delay: float, counts: Counts, pipelining: bool = False):
+        self.delay = delay
+        self.counts = counts
+        self.pipelining = pipelining
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        content = envelope.original_content or envelope.content
+        number = self.counts.received(list(envelope.rcpt_tos), content)
+        return f"250 2.0.0 Ok: queued as {number}"
+
+
+def serve_aiosmtpd(*, port: int, delay: float, pipelining: bool, counts: Counts):
     from aiosmtpd.controller import Controller
 
-    handler = CountingHandler(
-        args.delay_ms / 1000, sample=args.sample, pipelining=args.pipelining
-    )
-    controller = Controller(
-        handler, hostname="127.0.0.1", port=args.port, ready_timeout=10
-    )
+    handler = CountingHandler(delay, counts, pipelining=pipelining)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10)
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
@@ -247,7 +403,26 @@ def main(argv=None):
     print("ready", flush=True)
     stopped.wait()
     controller.stop()
-    print(json.dumps(handler.counts()), flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay-ms", type=int, default=0)
+    parser.add_argument("--pipelining", action="store_true")
+    parser.add_argument("--sample", help="keep the first recipient's message here")
+    parser.add_argument(
+        "--aiosmtpd", action="store_true", help="an aiosmtpd server instead"
+    )
+    args = parser.parse_args(argv)
+    counts = Counts(sample=args.sample)
+    (serve_aiosmtpd if args.aiosmtpd else serve)(
+        port=args.port,
+        delay=args.delay_ms / 1000,
+        pipelining=args.pipelining,
+        counts=counts,
+    )
+    print(json.dumps(counts.summary()), flush=True)
 
 
 if __name__ == "__main__":
