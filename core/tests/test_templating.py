@@ -179,3 +179,88 @@ def test_html_is_escaped_and_text_is_not():
     subject, text, html = message_render(message=part, context=context)
     assert (subject, text) == ("<b>Анна</b>", "<b>Анна</b>")
     assert html == "<p>&lt;b&gt;Анна&lt;/b&gt;</p>"
+
+
+def test_the_short_cut_renders_what_djangos_renderer_renders():
+    """Random parts of the language (text with HTML's specials, variables
+    present and absent, `default` with literals, now and then an `{% if %}`,
+    which goes through Django), random recipients: the same text, escaped
+    and not."""
+    import random
+
+    from django.template import Context
+
+    from core.services.mail.templates import _YesNo
+    from core.templating import _plain, template_compile, template_render
+
+    rng = random.Random(20261202)
+    texts = ["", " ", "<p>", "a & b", '"q"', "'s'", "{ x }", "Привет, ", "\n"]
+    variables = [
+        "client.full_name",
+        "client.email",
+        "client.attributes.city",
+        "client.attributes.vip",
+        "client.attributes.missing",
+        "client.attributes.items",
+        "mailing.title",
+        "unsubscribe_url",
+        "preferences_url",
+    ]
+    values = ["", "Анна", "<b>Анна</b>", "O'Brien & Co", '"x"', "a\nb"]
+    plain = 0
+    for _ in range(400):
+        parts = []
+        for _ in range(rng.randrange(8)):
+            parts.append(rng.choice(texts))
+            variable = rng.choice(variables)
+            if rng.random() < 0.3:
+                literal = rng.choice(["друг", "<i>friend</i>", "&", ""])
+                variable += f'|default:"{literal}"'
+            parts.append("{{ " + variable + " }}")
+        if rng.random() < 0.1:
+            parts.append("{% if client.full_name %}[{{ client.email }}]{% endif %}")
+        source = "".join(parts)
+        person = Person()
+        person.full_name = rng.choice(values)
+        attributes = {"city": rng.choice(values), "vip": rng.random() < 0.5}
+        if rng.random() < 0.2:
+            del attributes["city"]
+        context = message_context(
+            client=person,
+            attributes=attributes,
+            unsubscribe_url=rng.choice(values),
+            preferences_url=rng.choice(["", "https://x/p/1/?a=1&b=2"]),
+        )
+        assert isinstance(context["client"]["attributes"]["vip"], _YesNo)
+        template = template_compile(source)
+        plain += _plain(template) is not None
+        for autoescape in (False, True):
+            expected = template.render(Context(context, autoescape=autoescape))
+            assert template_render(template, context, autoescape=autoescape) == (
+                expected
+            ), (source, autoescape)
+    assert 300 < plain < 400  # both ways were taken
+
+
+def test_a_plain_part_is_not_rendered_by_django_and_an_if_is(monkeypatch):
+    from django.template.base import Template
+
+    from core.templating import template_compile, template_render
+
+    calls = []
+    original = Template.render
+    monkeypatch.setattr(
+        Template,
+        "render",
+        lambda self, context: calls.append(1) or original(self, context),
+    )
+    context = message_context(client=Person())
+    plain = template_compile('Hi {{ client.full_name|default:"you" }}!')
+    assert template_render(plain, context, autoescape=True) == "Hi Ольга Смирнова!"
+    assert calls == []
+    branch = template_compile("{% if client.email %}{{ client.email }}{% endif %}")
+    assert template_render(branch, context, autoescape=True) == "olga@example.com"
+    assert calls == [1]
+    # A context of another shape is Django's to render.
+    assert template_render(plain, {"client": "x"}, autoescape=False) == "Hi you!"
+    assert calls == [1, 1]

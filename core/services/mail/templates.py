@@ -7,11 +7,10 @@ database but what is handed to it; each part rendered is capped in size.
 import functools
 
 from django.conf import settings
-from django.template import Context
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from core.templating import MAX_RENDERED, template_compile
+from core.templating import MAX_RENDERED, template_compile, template_render
 
 from .tracking import GROWTH
 
@@ -94,7 +93,7 @@ def _shown(value) -> str:
 
 def _render(source: str, context: dict, *, autoescape: bool) -> str:
     template = template_compile(source, slack=GROWTH)
-    return part_bounded(template.render(Context(context, autoescape=autoescape)))
+    return part_bounded(template_render(template, context, autoescape=autoescape))
 
 
 def part_bounded(text: str) -> str:
