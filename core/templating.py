@@ -2,8 +2,9 @@
 
 DESIGN.md (Message template language) describes what a message may use:
 the listed variables, the `default` filter and `{% if %}`. It is Django's
-template syntax with Django's lexer, parser and renderer, in an engine of its
-own whose only tag is `if` and whose only filter is `default`: it loads no
+template syntax with Django's lexer, parser and renderer (and a short cut
+for plain parts, below), in an engine of its own whose only tag is `if` and
+whose only filter is `default`: it loads no
 files, no tag libraries and no other builtins, so a message can neither loop
 nor allocate beyond its own length, and reaches nothing but the plain strings
 it is given when it is rendered (`core.services.mail.templates`).
