@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy
 from core.models import Attempt, Client, Mailing, MailingRun, Segment
 from core.models.clients import subscribed_q
 from core.models.scheduling import due_now
+from core.services.planner import statistics_refresh
 from core.services.tracking import run_tracking_freeze
 
 from .outcome import DELETED, SUPPRESSED, UNCONFIRMED, UNSUBSCRIBED, Summary
@@ -226,6 +227,11 @@ def run_enqueue(*, run, now) -> None:
     run_counts_add(run_id=run.pk, total=total, skipped=skipped, failed=failed)
     if total == skipped + failed:
         runs_finish(run_ids=[run.pk], now=now)
+        return
+    # Claims follow at once: planned on statistics older than these attempts
+    # (and than an import just made), they read whole tables (planner.py).
+    added = {Attempt._meta.db_table: total}
+    transaction.on_commit(lambda: statistics_refresh([Attempt, Client], added=added))
 
 
 def run_retry_failed(*, run, now=None) -> int:
