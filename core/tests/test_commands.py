@@ -117,6 +117,17 @@ def test_command_dry_run_shows_and_writes_nothing(owner, smtp_server, capsys, en
     assert not MailingRun.objects.exists() and smtp_server.messages == []
 
 
+def test_command_keeps_what_it_loaded_out_of_the_collectors_passes(owner, english):
+    """What the process loaded lives as long as it does: the collections
+    while sending, and the one at exit, need not walk it."""
+    import gc
+
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    call_command("send_scheduled_emails")
+    assert gc.get_freeze_count() > 10_000  # Django, the apps and their modules
+
+
 def test_command_sends_one_mailing_now_and_summarises(
     owner, smtp_server, capsys, english
 ):

@@ -1,5 +1,6 @@
 """Run one dispatch tick in the foreground, with progress and a summary."""
 
+import gc
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
@@ -33,6 +34,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, mailing=None, dry_run=False, time_budget=None, **opts):
+        # What is loaded by now (Django, the apps, their modules: most of the
+        # objects there are) lives as long as the process. Kept out of the
+        # collector's passes, no collection while sending walks it, nor the
+        # one at exit (0.2 s of each run); and delivery helpers forked later
+        # share those pages untouched (the use gc.freeze is documented for).
+        gc.freeze()
         if mailing is not None and not Mailing.objects.filter(pk=mailing).exists():
             raise CommandError(
                 _("There is no mailing with id %(id)s.") % {"id": mailing}
