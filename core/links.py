@@ -11,6 +11,10 @@ from django.conf import settings
 from django.urls import get_script_prefix, reverse, set_script_prefix
 
 TOKEN_PLACEHOLDER = "TOKEN"
+# The public site's URLs, which the project's URLconf mounts at its root:
+# links in mail are resolved here, without loading the admin's URLs (and
+# with them every admin module) into a process that only sends.
+PUBLIC_URLCONF = "core.urls"
 
 
 def absolute_url(path: str) -> str:
@@ -23,15 +27,15 @@ def link_around_token(name: str, **kwargs) -> tuple[str, str]:
     resolved once, not once per message, which then costs a concatenation.
     Other arguments of the URL are given as `kwargs`.
 
-    Resolved in the site's own URLs from its root, whatever the thread is
-    serving: SITE_URL says where the site is, so a link in a mail is the
-    same whether a delivery worker or a request (under whatever script
-    prefix or URLconf) builds it. Not reading the thread's URLconf and
-    prefix also spares a message four lookups in asgiref's locals, some
-    40 µs when eight connection threads contend for them.
+    Resolved in the public site's URLs (PUBLIC_URLCONF) from the root,
+    whatever the thread is serving: SITE_URL says where the site is, so a
+    link in a mail is the same whether a delivery worker or a request (under
+    whatever script prefix or URLconf) builds it. Not reading the thread's
+    URLconf and prefix also spares a message four lookups in asgiref's
+    locals, some 40 µs when eight connection threads contend for them.
     """
     return _link_around_token(
-        name, tuple(sorted(kwargs.items())), settings.SITE_URL, settings.ROOT_URLCONF
+        name, tuple(sorted(kwargs.items())), settings.SITE_URL, PUBLIC_URLCONF
     )
 
 

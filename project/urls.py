@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from core.links import PUBLIC_URLCONF
 from core.webhook_urls import webhook_patterns
 
 # Every app's admin module registers itself here, with the URLconf, not at
@@ -12,7 +13,7 @@ urlpatterns = [
     *webhook_patterns(),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
-    path("", include("core.urls")),
+    path("", include(PUBLIC_URLCONF)),
 ]
 
 if settings.DEBUG:

@@ -235,3 +235,52 @@ def test_the_preference_page_keeps_its_message_after_a_save(client, owner, smtp_
     assert "?m=" in saved["Location"]
     client.post(saved["Location"], {"action": "unsubscribe"})
     assert set(Event.objects.values_list("attempt_id", flat=True)) == {older.pk}
+
+
+def test_every_public_link_resolves_as_the_sites_own_urls_do():
+    """Links in mail are resolved in the public URLconf alone; the site
+    serves it at its root, so each name gives the same path either way."""
+    from django.urls import URLPattern, get_resolver
+
+    from core.links import PUBLIC_URLCONF
+
+    patterns = get_resolver(PUBLIC_URLCONF).url_patterns
+    names = [p.name for p in patterns if isinstance(p, URLPattern) and p.name]
+    assert {"unsubscribe", "preferences", "track_open", "track_click"} <= set(names)
+    for pattern in patterns:
+        if not isinstance(pattern, URLPattern) or not pattern.name:
+            continue
+        # Every argument a string of digits: a slug, a token and an int
+        # converter all take it.
+        kwargs = {name: "7" for name in pattern.pattern.converters}
+        public = reverse(pattern.name, urlconf=PUBLIC_URLCONF, kwargs=kwargs)
+        assert reverse(pattern.name, kwargs=kwargs) == public, pattern.name
+
+
+@pytest.mark.slow
+def test_a_process_that_only_sends_never_loads_the_admin():
+    """The links of a message, built in a fresh process, load the public
+    URLconf and not the admin's modules."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import django, sys; django.setup()\n"
+        "from core.services.unsubscribe import unsubscribe_url\n"
+        "from core.services.privacy import preferences_url\n"
+        "from core.services.tracking import tracking_urls\n"
+        "unsubscribe_url(client_id=7); preferences_url(client_id=7)\n"
+        "tracking_urls('a-b-c')\n"
+        "admin = ('core.admin', 'import_export.admin', 'project.urls')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(admin)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "core.tests.settings"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
