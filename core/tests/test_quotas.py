@@ -26,6 +26,28 @@ from .factories import UserFactory, due_mailing, people
 pytestmark = pytest.mark.django_db
 
 
+def at_once(work, count: int = 4) -> list:
+    """`work(n)` in `count` threads started together, each on its own
+    database connection; the errors they raised."""
+    errors, start = [], threading.Barrier(count)
+
+    def run(n):
+        try:
+            start.wait()
+            work(n)
+        except Exception as error:  # reported to the caller
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
 @pytest.fixture(autouse=True)
 def _english(client):
     """The texts as written (the Russian catalogue has its own test)."""
@@ -219,27 +241,13 @@ def test_workers_claiming_at_once_never_take_more_than_the_quota(owner):
     owner.save()
     due_mailing(owner, people(owner, 400))
     runs_open_due(now=timezone.now())
-    taken, errors = [], []
-    start = threading.Barrier(4)
+    taken = []
 
-    def claim():
-        try:
-            start.wait()
-            while batch := attempts_claim(
-                token=token_new(), limit=40, now=timezone.now()
-            ):
-                taken.extend(batch)
-        except Exception as error:  # reported below
-            errors.append(error)
-        finally:
-            connection.close()
+    def claim(_):
+        while batch := attempts_claim(token=token_new(), limit=40, now=timezone.now()):
+            taken.extend(batch)
 
-    workers = [threading.Thread(target=claim) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert not errors
+    assert not at_once(claim)
     assert len(taken) == len({attempt.pk for attempt in taken}) == 150
     assert SendingUsage.objects.aggregate(total=Sum("count"))["total"] == 150
 
@@ -504,25 +512,14 @@ def test_claims_on_both_sides_of_midnight_share_the_months_quota(owner):
         datetime(2027, 3, 10, 21, 0, 1, tzinfo=UTC),
     ]
     assert Period.of(moments[0]).today != Period.of(moments[1]).today
-    taken, errors = [], []
-    start = threading.Barrier(4)
+    taken = []
 
-    def claim(now):
-        try:
-            start.wait()
-            while batch := attempts_claim(token=token_new(), limit=25, now=now):
-                taken.extend(batch)
-        except Exception as error:  # reported below
-            errors.append(error)
-        finally:
-            connection.close()
+    def claim(n):
+        now = moments[n % 2]
+        while batch := attempts_claim(token=token_new(), limit=25, now=now):
+            taken.extend(batch)
 
-    workers = [threading.Thread(target=claim, args=(moments[i % 2],)) for i in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert not errors
+    assert not at_once(claim)
     assert len(taken) == len({attempt.pk for attempt in taken}) == 150
 
 
@@ -542,37 +539,23 @@ def test_claims_and_give_backs_of_several_clients_at_once_agree(owner):
         due_mailing(user, people(user, 150))
     runs_open_due(now=timezone.now())
     released_once, lock = set(), threading.Lock()
-    errors = []
-    start = threading.Barrier(4)
 
-    def work():
-        try:
-            start.wait()
-            while batch := attempts_claim(
-                token=token_new(), limit=20, now=timezone.now()
-            ):
-                results = []
-                for attempt in batch:
-                    with lock:
-                        first = attempt.pk not in released_once
-                        released_once.add(attempt.pk)
-                    back = first and attempt.pk % 2
-                    results.append(
-                        Result(attempt, Outcome.RELEASED)
-                        if back
-                        else Result(attempt, Outcome.SENT, "250 ok", True)
-                    )
-                results_record(results)
-        except Exception as error:  # reported below
-            errors.append(error)
-        finally:
-            connection.close()
+    def work(_):
+        while batch := attempts_claim(token=token_new(), limit=20, now=timezone.now()):
+            results = []
+            for attempt in batch:
+                with lock:
+                    first = attempt.pk not in released_once
+                    released_once.add(attempt.pk)
+                back = first and attempt.pk % 2
+                results.append(
+                    Result(attempt, Outcome.RELEASED)
+                    if back
+                    else Result(attempt, Outcome.SENT, "250 ok", True)
+                )
+            results_record(results)
 
-    workers = [threading.Thread(target=work) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    errors = at_once(work)
     assert not errors, errors
     assert set(Attempt.objects.values_list("status", flat=True)) == {"sent"}
     for user in (owner, other):
