@@ -75,7 +75,7 @@ def _key(token: str, *, domain: str, selector: str) -> DkimKey:
     key = _KEYS.get(token)
     if key is None:
         pem = secret_decrypt(token)
-        key = DkimKey.from_pem(domain=domain, selector=selector, pem=pem)
+        key = DkimKey.from_pem(domain=domain, selector=selector, pem=pem, ours=True)
         if len(_KEYS) >= KEYS_KEPT:
             _KEYS.clear()
         _KEYS[token] = key

@@ -148,6 +148,43 @@ def test_random_messages_verify(judges):
         assert judges(data) == BOTH, (subject, text)
 
 
+def test_relaxed_forms_are_dkimpys_for_any_whitespace():
+    """The canonical forms skip work where a search says it is not needed;
+    dkimpy's own relaxed canonicalization judges them on bodies and headers
+    of nothing but the awkward cases: runs, tabs, spaces before CRLF, folds,
+    blank lines at the end."""
+    from dkim.canonicalization import Relaxed
+
+    rng = random.Random(20261203)
+    pieces = [
+        b" ",
+        b"  ",
+        b"\t",
+        b" \t ",
+        b"\r\n",
+        b" \r\n",
+        b"\t\r\n",
+        b"a",
+        b"\xd1\x91",
+    ]
+    for _ in range(500):
+        body = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 40)))
+        body = body if body.endswith(b"\r\n") or not body else body + b"\r\n"
+        assert signer.body_canonical(body) == Relaxed.canonicalize_body(body), body
+        value = b"".join(
+            rng.choice([b" ", b"  ", b"\t", b"\r\n ", b"\r\n\t", b"x", b"\xd1\x91"])
+            for _ in range(rng.randrange(1, 20))
+        )
+        name = rng.choice([b"Subject", b"subject ", b"List-Id\t"])
+        field = name + b":" + value + b"\r\n"
+        parsed = signer._headers(field)
+        ((raw, raw_value),) = parsed[name.strip().lower()]
+        expected = Relaxed.canonicalize_headers([(raw, raw_value + b"\r\n")])[0]
+        assert signer.header_canonical(raw, raw_value) + b"\r\n" == b":".join(
+            expected
+        ), field
+
+
 def test_every_header_receivers_judge_by_is_signed_and_from_twice():
     data = signer.dkim_sign(message(), key())
     header = data.split(b"\r\n\r\n", 1)[0].decode()
